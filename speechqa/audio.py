@@ -1,0 +1,101 @@
+"""Decode recordings into float32 channels at the model's rate, with PyAV (FFmpeg).
+
+Anything FFmpeg reads works at any sample rate: WAV PCM, G.711 µ-law and A-law, MP3,
+M4A/AAC, OGG/Opus, FLAC. Channels are kept apart, because a stereo call recording carries
+the agent on one side and the customer on the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speechqa.errors import AudioError
+
+MODEL_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio: ``samples`` has shape (channels, frames), float32 in [-1, 1]."""
+
+    samples: np.ndarray
+    sample_rate: int
+    source_rate: int
+    codec: str
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+    def mono(self) -> np.ndarray:
+        """A mono mix (mean of channels), as the naive baseline and VAD-on-mix use."""
+        return self.samples.mean(axis=0).astype(np.float32)
+
+
+def content_sha256(path: Path) -> str:
+    """Hash of the file's bytes: the cache key follows the audio, not its name or folder."""
+    digest = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise AudioError(f"{path}: is a folder, not an audio file") from None
+    except PermissionError:
+        raise AudioError(f"{path}: permission denied") from None
+    return digest.hexdigest()
+
+
+def decode(path: Path, sample_rate: int = MODEL_RATE) -> Audio:
+    """Decode every channel of the first audio stream, resampled to ``sample_rate``.
+
+    Raises AudioError naming the file for a missing, empty, corrupt or silent-less file.
+    """
+    import av  # imported here so that `speechqa --help` stays instant
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(f"{path}: no audio stream in this file")
+            stream = container.streams.audio[0]
+            n_channels = stream.codec_context.channels or 1
+            layout = stream.codec_context.layout.name if n_channels > 2 else (
+                "stereo" if n_channels == 2 else "mono"
+            )
+            source_rate = stream.codec_context.sample_rate or 0
+            codec = stream.codec_context.name
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+            chunks = []
+            for frame in container.decode(stream):
+                frame.pts = None  # let the resampler ignore broken timestamps
+                chunks.extend(r.to_ndarray() for r in resampler.resample(frame))
+            chunks.extend(r.to_ndarray() for r in resampler.resample(None))
+    except AudioError:
+        raise
+    except av.error.FFmpegError as exc:
+        raise AudioError(f"{path}: corrupt or unsupported audio ({exc.strerror or exc})") from None
+    except (OSError, ValueError) as exc:
+        raise AudioError(f"{path}: cannot be decoded ({exc})") from None
+    if not chunks:
+        raise AudioError(f"{path}: no audio samples could be decoded")
+    samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    if samples.shape[1] == 0:
+        raise AudioError(f"{path}: no audio samples could be decoded")
+    return Audio(samples=samples, sample_rate=sample_rate, source_rate=source_rate, codec=codec)

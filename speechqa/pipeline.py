@@ -1,0 +1,197 @@
+"""Runs the stages for a batch: ingest → audio → asr → turns → outputs.
+
+``process_recording`` is a pure function of a recording and a ``Context`` (plain, picklable
+data), so a parallel or Ray executor can run it anywhere; its only side effect is the
+idempotent, content-addressed transcript cache. ``run_batch`` drives it over a batch,
+turns every per-call error into a failure row, and writes the tables at the end, atomically.
+A killed run therefore leaves the cache of every finished call, and the next run resumes
+from it with no duplicated or half-written rows.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from speechqa import __version__, asr, audio, ingest, outputs
+from speechqa.calls import CallResult, Failure, Recording
+from speechqa.config import Settings
+from speechqa.errors import AudioError, SpeechQAError
+from speechqa.models import ModelInfo, read_model
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a worker needs to process one recording."""
+
+    settings: Settings
+    model: ModelInfo
+    device: str
+    compute_type: str
+    cache_dir: Path
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    out: Path
+    results: tuple[CallResult, ...]
+    failures: tuple[Failure, ...]
+    run_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+ProgressFn = Callable[[Recording, "CallResult | Failure"], None]
+
+
+def make_context(settings: Settings, out: Path, *, force: bool = False) -> Context:
+    """Resolve the model, device and cache folder once, before any recording is touched."""
+    model = read_model(Path(settings.asr.model))
+    device = asr.resolve_device(settings.asr.device)
+    compute_type = asr.resolve_compute_type(device, settings.asr.compute_type)
+    cache_dir = Path(settings.batch.cache_dir) if settings.batch.cache_dir else out / ".cache"
+    return Context(settings, model, device, compute_type, cache_dir, force)
+
+
+def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
+    """Transcribe (or fetch from cache) one recording and split it into turns."""
+    timings: dict[str, float] = {}
+    stage = "read"
+    try:
+        t0 = time.perf_counter()
+        sha = audio.content_sha256(rec.path)
+        timings["hash"] = time.perf_counter() - t0
+        key = asr.cache_key(sha, ctx.model.sha256, ctx.compute_type, ctx.settings.asr)
+        transcript = None if ctx.force else asr.load_cached(ctx.cache_dir, key)
+        cached = transcript is not None
+        if transcript is None:
+            stage = "decode"
+            t0 = time.perf_counter()
+            decoded = audio.decode(rec.path)
+            timings["decode"] = time.perf_counter() - t0
+            stage = "asr"
+            s = ctx.settings.asr
+            model = asr.load_model(str(ctx.model.path), ctx.device, ctx.compute_type,
+                                   s.cpu_threads, s.num_workers)
+            transcript = asr.transcribe(model, decoded, sha, s)
+            timings["asr"] = transcript.asr_seconds
+            asr.save_cached(ctx.cache_dir, key, transcript)
+        stage = "turns"
+        t0 = time.perf_counter()
+        turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels,
+                             ctx.settings.turns, ctx.settings.guards)
+        timings["turns"] = time.perf_counter() - t0
+    except AudioError as exc:
+        return Failure(rec.call_id, str(rec.path), stage, str(exc))
+    except SpeechQAError as exc:
+        return Failure(rec.call_id, str(rec.path), stage, f"{rec.path}: {exc}")
+    except Exception as exc:  # a bug on one call must not cost the night's batch
+        return Failure(rec.call_id, str(rec.path), stage,
+                       f"{rec.path}: unexpected {type(exc).__name__}: {exc}")
+    return CallResult(
+        recording=rec,
+        duration_s=transcript.duration_s,
+        n_channels=transcript.n_channels,
+        turns=turns,
+        asr_seconds=transcript.asr_seconds,
+        cached=cached,
+        audio_sha256=sha,
+        timings=tuple(timings.items()),
+    )
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"speechqa": __version__, "python": platform.python_version()}
+    for dist in ("faster-whisper", "ctranslate2", "av", "opencc",
+                 "numpy", "pandas", "pyarrow"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            found[dist] = "absent"
+    return found
+
+
+def run_batch(
+    source: Path,
+    out: Path,
+    settings: Settings,
+    *,
+    force: bool = False,
+    on_start: Callable[[list[Recording]], None] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> RunSummary:
+    """The nightly batch. Per-call problems become failures; setup problems raise."""
+    started_at = datetime.now(timezone.utc)
+    t_start = time.perf_counter()
+    out = Path(out)
+    ctx = make_context(settings, out, force=force)
+    recordings, failures = ingest.discover(Path(source), settings.batch.manifest_name)
+    failures = list(failures)
+    if on_start:
+        on_start(recordings)
+
+    results: list[CallResult] = []
+    for rec in recordings:
+        outcome = process_recording(rec, ctx)
+        if isinstance(outcome, Failure):
+            failures.append(outcome)
+        else:
+            results.append(outcome)
+        if on_progress:
+            on_progress(rec, outcome)
+
+    t_write = time.perf_counter()
+    failed_recordings = [Recording(f.call_id, Path(f.path)) for f in failures
+                         if f.call_id not in {r.call_id for r in recordings}]
+    all_recordings = recordings + failed_recordings
+    outputs.write_table(outputs.turns_frame(results), out, "turns")
+    outputs.write_table(outputs.words_frame(results), out, "words")
+    outputs.write_table(outputs.calls_frame(results, failures, all_recordings, ctx.model.name),
+                        out, "calls")
+    outputs.write_table(outputs.failures_frame(failures), out, "failures")
+
+    stage_totals: dict[str, float] = {}
+    for r in results:
+        for name, seconds in r.timings:
+            stage_totals[name] = stage_totals.get(name, 0.0) + seconds
+    stage_totals["write"] = time.perf_counter() - t_write
+    info = {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": str(source),
+        "out": str(out),
+        "versions": _versions(),
+        "model": {"name": ctx.model.name, "path": str(ctx.model.path),
+                  "sha256": ctx.model.sha256, "source": ctx.model.source},
+        "device": ctx.device,
+        "compute_type": ctx.compute_type,
+        "cache_dir": str(ctx.cache_dir),
+        "force": force,
+        "settings": settings.to_dict(),
+        "settings_source": settings.source,
+        "counts": {
+            "recordings": len(all_recordings),
+            "ok": len(results),
+            "failed": len(failures),
+            "transcribed": sum(1 for r in results if not r.cached),
+            "cached": sum(1 for r in results if r.cached),
+            "turns": sum(len(r.turns) for r in results),
+            "flagged_turns": sum(1 for r in results for t in r.turns if t.flags),
+            "audio_seconds": round(sum(r.duration_s for r in results), 3),
+        },
+        "timings_s": {k: round(v, 3) for k, v in stage_totals.items()}
+        | {"total": round(time.perf_counter() - t_start, 3)},
+    }
+    info["exit_code"] = 1 if failures else 0
+    outputs.write_json(out / "run.json", info)
+    return RunSummary(out=out, results=tuple(results), failures=tuple(failures), run_info=info)

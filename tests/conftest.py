@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from speechqa.calls import ChannelTranscript, Segment, Transcript, Word
+from speechqa.config import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_CALLS = ROOT / "tests" / "fixtures" / "calls"
+MODEL_DIR = ROOT / "models" / "whisper-base"
+
+
+def settings_for(cache_dir: Path | None = None, **asr):
+    """Settings isolated from the developer's environment, pointing at the real model."""
+    overrides = {"asr": {"model": str(MODEL_DIR), **asr}}
+    if cache_dir is not None:
+        overrides["batch"] = {"cache_dir": str(cache_dir)}
+    return load_settings(environ={}, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    if not (MODEL_DIR / "model.bin").is_file():
+        pytest.fail(f"{MODEL_DIR} is missing: run 'make install' (speechqa models install)")
+    return MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def asr_cache(tmp_path_factory) -> Path:
+    """One transcript cache for the whole session, so each fixture call is transcribed once."""
+    return tmp_path_factory.mktemp("asr-cache")
+
+
+@pytest.fixture(scope="session")
+def fixture_run(model_dir, asr_cache, tmp_path_factory):
+    """The real pipeline, real model, on the committed fixture calls."""
+    from speechqa.pipeline import run_batch
+
+    out = tmp_path_factory.mktemp("fixture-run")
+    return run_batch(FIXTURE_CALLS, out, settings_for(asr_cache))
+
+
+@pytest.fixture
+def fixture_copy(tmp_path) -> Path:
+    """A writable copy of the fixture calls folder."""
+    dest = tmp_path / "calls"
+    shutil.copytree(FIXTURE_CALLS, dest)
+    return dest
+
+
+def word(start, end, text, p=0.9):
+    return Word(start, end, text, p)
+
+
+def segment(words, *, avg_logprob=-0.3, no_speech_prob=0.01, compression_ratio=1.2, text=None):
+    return Segment(
+        start=words[0].start if words else 0.0,
+        end=words[-1].end if words else 1.0,
+        text=text if text is not None else "".join(w.word for w in words),
+        avg_logprob=avg_logprob,
+        no_speech_prob=no_speech_prob,
+        compression_ratio=compression_ratio,
+        temperature=0.0,
+        words=tuple(words),
+    )
+
+
+def transcript(*channels_segments, duration=60.0):
+    """A Transcript built in memory: one list of segments per channel."""
+    return Transcript(
+        audio_sha256="0" * 64,
+        duration_s=duration,
+        n_channels=len(channels_segments),
+        sample_rate=8000,
+        channels=tuple(
+            ChannelTranscript(channel=i, segments=tuple(segs))
+            for i, segs in enumerate(channels_segments)
+        ),
+        asr_seconds=1.0,
+        language="zh",
+    )

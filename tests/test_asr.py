@@ -1,0 +1,123 @@
+"""Turn splitting, script conversion, guards and the cache, on transcripts built in memory."""
+
+from speechqa import asr
+from speechqa.config import ChannelSettings, GuardSettings, TurnSettings
+from tests.conftest import segment, transcript, word
+
+
+def _turns(t, **turn_kw):
+    return asr.to_turns(t, "c9", ChannelSettings(), TurnSettings(**turn_kw), GuardSettings())
+
+
+def test_stereo_channels_map_to_roles_and_interleave_in_call_order():
+    agent = [segment([word(0.5, 1.0, "您好"), word(1.0, 1.6, "，欢迎")])]
+    customer = [segment([word(2.0, 2.5, "我要"), word(2.5, 3.0, "投诉")])]
+    turns = _turns(transcript(agent, customer))
+    assert [(t.role, t.channel, t.turn_id) for t in turns] == [
+        ("agent", 0, "c9-agent-0001"),
+        ("customer", 1, "c9-customer-0001"),
+    ]
+
+
+def test_channel_mapping_is_configurable():
+    t = transcript([segment([word(0, 1, "喂")])], [segment([word(2, 3, "您好")])])
+    turns = asr.to_turns(t, "c", ChannelSettings(agent=1, customer=0), TurnSettings(), GuardSettings())
+    assert [t.role for t in turns] == ["customer", "agent"]
+
+
+def test_mono_is_unknown():
+    turns = _turns(transcript([segment([word(0, 1, "喂")])]))
+    assert turns[0].role == "unknown" and turns[0].turn_id == "c9-unknown-0001"
+
+
+def test_a_pause_inside_a_segment_splits_the_turn_and_keeps_words():
+    seg = segment([word(0.0, 0.5, "好的"), word(0.5, 1.0, "。"), word(2.5, 3.0, "请问"),
+                   word(3.0, 3.4, "还有")])
+    turns = _turns(transcript([seg]), gap_s=0.7)
+    assert [(t.start, t.end, t.text) for t in turns] == [(0.0, 1.0, "好的。"), (2.5, 3.4, "请问还有")]
+    assert [w.word for w in turns[1].words] == ["请问", "还有"]
+
+
+def test_segments_without_a_pause_between_them_are_one_turn():
+    a = segment([word(0.0, 1.0, "我想")])
+    b = segment([word(1.2, 2.0, "查话费")])
+    turns = _turns(transcript([a, b]), gap_s=0.7)
+    assert len(turns) == 1 and turns[0].text == "我想查话费"
+
+
+def test_max_turn_length_is_respected():
+    words = [word(i * 1.0, i * 1.0 + 0.9, "好") for i in range(40)]
+    turns = _turns(transcript([segment(words)]), gap_s=0.7, max_s=10.0)
+    assert all(t.end - t.start <= 10.0 for t in turns)
+    assert sum(len(t.text) for t in turns) == 40
+
+
+def test_traditional_output_becomes_simplified():
+    seg = segment([word(0, 1, "您好，帳單"), word(1, 2, "問題")])
+    turn = _turns(transcript([seg]))[0]
+    assert turn.text == "您好，账单问题"
+    assert [w.word for w in turn.words] == ["您好，账单", "问题"]
+
+
+def test_script_can_be_kept():
+    seg = segment([word(0, 1, "帳單")])
+    assert _turns(transcript([seg]), script="keep")[0].text == "帳單"
+
+
+def test_guards_flag_but_keep_suspect_turns():
+    g = GuardSettings()
+    assert asr.guard_flags("好的好的好的好的好的", -0.2, 0.0, 1.0, g) == ("repetition",)
+    assert asr.guard_flags("您好", -0.2, 0.0, 3.1, g) == ("high_compression",)
+    assert asr.guard_flags("嗯", -1.5, 0.9, 1.0, g) == ("no_speech",)
+    assert asr.guard_flags("字幕由 Amara.org 社区提供", -0.2, 0.0, 1.0, g) == ("junk_phrase",)
+    assert asr.guard_flags("您好，请问有什么可以帮您？", -0.2, 0.1, 1.1, g) == ()
+    seg = segment([word(0, 1, "谢谢观看")], no_speech_prob=0.95, avg_logprob=-1.4)
+    turn = _turns(transcript([seg]))[0]
+    assert turn.text == "谢谢观看"
+    assert set(turn.flags) == {"no_speech", "junk_phrase"}
+
+
+def test_repeated_long_phrase_is_a_loop():
+    g = GuardSettings()
+    text = "没有了谢谢。这些什么时候能退回来，这些什么时候能退回来。"
+    assert "repetition" in asr.guard_flags(text, -0.3, 0.0, 1.3, g)
+    assert asr.guard_flags("对对对，好的", -0.3, 0.0, 1.0, g) == ()
+
+
+def test_segment_without_words_still_becomes_a_turn():
+    seg = segment([], text="喂？")
+    turns = _turns(transcript([seg]))
+    assert [t.text for t in turns] == ["喂？"]
+
+
+def test_cache_round_trip_and_key(tmp_path):
+    from speechqa.config import AsrSettings
+
+    t = transcript([segment([word(0, 1, "喂")])])
+    s = AsrSettings()
+    key = asr.cache_key("a" * 64, "m" * 64, "int8", s)
+    assert asr.load_cached(tmp_path, key) is None
+    asr.save_cached(tmp_path, key, t)
+    assert asr.load_cached(tmp_path, key) == t
+    # runtime-only settings do not change the key; decoding settings do
+    assert asr.cache_key("a" * 64, "m" * 64, "int8", AsrSettings(cpu_threads=1)) == key
+    assert asr.cache_key("a" * 64, "m" * 64, "int8", AsrSettings(beam_size=1)) != key
+    assert asr.cache_key("b" * 64, "m" * 64, "int8", s) != key
+    assert asr.cache_key("a" * 64, "n" * 64, "int8", s) != key
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_corrupt_cache_entry_is_a_miss(tmp_path):
+    from speechqa.config import AsrSettings
+
+    key = asr.cache_key("a" * 64, "m" * 64, "int8", AsrSettings())
+    path = tmp_path / "asr" / key[:2] / f"{key}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{truncated", encoding="utf-8")
+    assert asr.load_cached(tmp_path, key) is None
+
+
+def test_compute_type_defaults():
+    assert asr.resolve_compute_type("cpu", "auto") == "int8"
+    assert asr.resolve_compute_type("cuda", "auto") == "float16"
+    assert asr.resolve_compute_type("cpu", "float32") == "float32"
