@@ -1,7 +1,8 @@
 """ASR benchmark: CER on the shared dev set and speed against a naive baseline.
 
-Prints ``name=value`` lines. Ratios are measured in this one process, so machine noise
-affects both sides alike.
+Prints ``name=value`` lines. Both sides of each comparison run in this one process, so
+machine noise affects them alike. "speechqa" is the real batch (``run_batch``: hashing,
+decoding, VAD, per-channel Whisper, turns, tables), with a fresh cache.
 
     python bench/bench_asr.py                 # everything
     python bench/bench_asr.py --only cer      # CER only
@@ -12,93 +13,113 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
+import tempfile
 import time
 from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 
-from speechqa import asr
 from speechqa.audio import decode
 from speechqa.config import load_settings
 from speechqa.evaluation import cer, has_traditional
-from speechqa.models import read_model
+from speechqa.pipeline import run_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT.parent / "shared" / "data" / "asr-zh-cs-dev"
 
 
-def telephone(samples: np.ndarray) -> np.ndarray:
-    """16 kHz audio through an 8 kHz G.711 µ-law WAV and back, as a call recorder stores it."""
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="wav") as out:
+def naive_model(model_dir: str):
+    """Plain faster-whisper: default threads, one worker, int8 on CPU."""
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(model_dir, device="cpu", compute_type="int8")
+
+
+def naive_text(model, samples: np.ndarray) -> str:
+    """The baseline loop: beam 5, no VAD, the library's other defaults, language forced."""
+    segments, _ = model.transcribe(samples, language="zh", beam_size=5)
+    return "".join(s.text for s in segments)
+
+
+def write_mulaw(samples: np.ndarray, path: Path) -> None:
+    """16 kHz mono through an 8 kHz G.711 µ-law WAV, as a call recorder stores it."""
+    with av.open(str(path), "w", format="wav") as out:
         stream = out.add_stream("pcm_mulaw", rate=8000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1).astype(np.float32), format="flt",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1).astype(np.float32),
+                                           format="flt", layout="mono")
         frame.sample_rate = 16000
         for packet in stream.encode(frame):
             out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
-    path = Path("/tmp/_speechqa_bench_tel.wav")
-    path.write_bytes(buf.getvalue())
-    return decode(path).samples[0]
 
 
-def text_of(ct) -> str:
-    return "".join(s.text for s in ct.segments)
+def pipeline_texts(folder: Path, settings, work: Path) -> tuple[dict[str, str], float]:
+    """call_id -> transcript text from a real batch run, and its wall time."""
+    t0 = time.perf_counter()
+    summary = run_batch(folder, work, settings, force=True)
+    elapsed = time.perf_counter() - t0
+    if summary.failures:
+        raise SystemExit(f"benchmark batch failed: {summary.failures[:3]}")
+    turns = pd.read_parquet(work / "turns.parquet").sort_values(["call_id", "start"])
+    texts = turns.groupby("call_id")["text"].agg("".join).to_dict()
+    return texts, elapsed
 
 
-def bench_cer(model, settings, limit: int | None) -> None:
+def bench_cer(settings, limit: int | None, tmp: Path) -> None:
     refs = dict(
         line.rstrip("\n").split("\t", 1)
         for line in (DEV / "transcripts.tsv").read_text(encoding="utf-8").splitlines()
     )
     ids = sorted(refs)[:limit]
-    audio = {i: decode(DEV / "audio" / f"{i}.flac").samples[0] for i in ids}
-    naive = []
-    t0 = time.perf_counter()
+    folder_16k, folder_8k = tmp / "dev16k", tmp / "dev8k"
+    folder_16k.mkdir()
+    folder_8k.mkdir()
+    audio = {}
     for i in ids:
-        segments, _ = model.transcribe(audio[i], language="zh", beam_size=5)
-        naive.append("".join(s.text for s in segments))
+        src = DEV / "audio" / f"{i}.flac"
+        (folder_16k / src.name).symlink_to(src)
+        audio[i] = decode(src).samples[0]
+        write_mulaw(audio[i], folder_8k / f"{i}.wav")
+    ref_list = [refs[i] for i in ids]
+
+    model = naive_model(settings.asr.model)
+    t0 = time.perf_counter()
+    naive = [naive_text(model, audio[i]) for i in ids]
     t_naive = time.perf_counter() - t0
-    print(f"cer_dev_naive={cer([refs[i] for i in ids], naive):.4f}")
+    print(f"cer_dev_naive={cer(ref_list, naive):.4f}")
     print(f"traditional_outputs_naive={sum(has_traditional(h) for h in naive)}/{len(ids)}")
 
-    for name, prepare in (("cer_dev", lambda x: x), ("cer_dev_8k_mulaw", telephone)):
-        hyps = []
-        t0 = time.perf_counter()
-        for i in ids:
-            ct = asr.transcribe_channel(model, prepare(audio[i]), 0, settings.asr)
-            hyps.append(asr.convert_script(text_of(ct), settings.turns.script))
-        elapsed = time.perf_counter() - t0
-        print(f"{name}={cer([refs[i] for i in ids], hyps):.4f}")
+    for name, folder in (("cer_dev", folder_16k), ("cer_dev_8k_mulaw", folder_8k)):
+        texts, elapsed = pipeline_texts(folder, settings, tmp / f"out-{name}")
+        hyps = [texts.get(i, "") for i in ids]
+        print(f"{name}={cer(ref_list, hyps):.4f}")
         if name == "cer_dev":
             print(f"traditional_outputs={sum(has_traditional(h) for h in hyps)}/{len(ids)}")
-            print(f"cer_dev_time_ratio_vs_naive={t_naive / elapsed:.2f}")
+            print(f"cer_dev_speed_ratio_vs_naive={t_naive / elapsed:.2f}")
     print(f"cer_dev_utterances={len(ids)}")
 
 
-def bench_speed(model, settings, recordings: Path) -> None:
+def bench_speed(settings, recordings: Path, tmp: Path) -> None:
     files = sorted(recordings.glob("*.wav"))
-    decoded = {f: decode(f) for f in files}
-    audio_s = sum(a.duration_s for a in decoded.values())
+    model = naive_model(settings.asr.model)
+    naive_text(model, decode(files[0]).mono()[: 16000 * 5])  # warm-up, as the batch loads once
 
     t0 = time.perf_counter()
-    for a in decoded.values():  # the naive baseline: mono mix, defaults, no VAD
-        segments, _ = model.transcribe(a.mono(), language="zh", beam_size=5)
-        for _ in segments:
-            pass
+    audio_s = 0.0
+    for f in files:  # baseline: decode, mono mix, plain loop
+        a = decode(f)
+        audio_s += a.duration_s
+        naive_text(model, a.mono())
     t_base = time.perf_counter() - t0
+    del model
 
-    t0 = time.perf_counter()
-    for f, a in decoded.items():  # ours: per channel, VAD, word timestamps
-        asr.transcribe(model, a, "bench", settings.asr)
-    t_ours = time.perf_counter() - t0
+    _, t_ours = pipeline_texts(recordings, settings, tmp / "out-speed")
+    print(f"speed_calls={len(files)}")
     print(f"speed_audio_seconds={audio_s:.1f}")
-    print(f"speed_baseline_rtf={t_base / audio_s:.4f}")
-    print(f"speed_speechqa_rtf={t_ours / audio_s:.4f}")
+    print(f"speed_baseline_x_realtime={audio_s / t_base:.1f}")
     print(f"speed_speechqa_x_realtime={audio_s / t_ours:.1f}")
     print(f"speed_ratio_vs_baseline={t_base / t_ours:.2f}")
 
@@ -114,19 +135,15 @@ def main() -> None:
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides.setdefault("model", str(ROOT / "models" / "whisper-base"))
     settings = load_settings(environ={}, overrides={"asr": overrides})
-    info = read_model(Path(settings.asr.model))
-    device = asr.resolve_device(settings.asr.device)
-    compute = asr.resolve_compute_type(device, settings.asr.compute_type)
-    model = asr.load_model(str(info.path), device, compute, settings.asr.cpu_threads, 1)
-    print(f"model={info.name} device={device} compute_type={compute}")
     print("settings=" + ",".join(f"{k}={v}" for k, v in dataclasses.asdict(settings.asr).items()
-                                 if k != "initial_prompt"))
-    if args.only in (None, "cer"):
-        if not DEV.is_dir():
-            raise SystemExit(f"{DEV}: dev set not found (expected ../shared beside the checkout)")
-        bench_cer(model, settings, args.limit)
-    if args.only in (None, "speed"):
-        bench_speed(model, settings, args.recordings)
+                                 if k not in ("initial_prompt", "model")))
+    with tempfile.TemporaryDirectory(prefix="speechqa-bench-") as tmp:
+        if args.only in (None, "cer"):
+            if not DEV.is_dir():
+                raise SystemExit(f"{DEV}: dev set not found (expected ../shared beside the checkout)")
+            bench_cer(settings, args.limit, Path(tmp))
+        if args.only in (None, "speed"):
+            bench_speed(settings, args.recordings, Path(tmp))
 
 
 if __name__ == "__main__":

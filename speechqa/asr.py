@@ -15,8 +15,10 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from speechqa.audio import Audio
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
 from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings
 from speechqa.errors import ModelError
+from speechqa.lexicon import Lexicon, apply_corrections, find_corrections
 
 # Bump when the cached JSON layout or what we ask Whisper for changes.
 CACHE_FORMAT = 2
@@ -49,9 +52,27 @@ def resolve_compute_type(device: str, compute_type: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
-@lru_cache(maxsize=2)
+def resolve_workers(device: str, workers: int, cpu_threads: int) -> tuple[int, int]:
+    """(workers, threads per worker). On CPU, several single-threaded workers beat one
+    multi-threaded one: Whisper's decoder steps are too small to spread over cores."""
+    if device == "cuda":
+        return max(workers, 1), max(cpu_threads, 1)
+    cores = os.cpu_count() or 1
+    workers = workers or cores
+    return workers, cpu_threads or max(1, cores // workers)
+
+
+_LOAD_LOCK = threading.Lock()
+
+
 def load_model(model_dir: str, device: str, compute_type: str, cpu_threads: int, num_workers: int):
-    """The WhisperModel for these arguments, built once per process."""
+    """The WhisperModel for these arguments, built once per process (thread-safe)."""
+    with _LOAD_LOCK:
+        return _load_model(model_dir, device, compute_type, cpu_threads, num_workers)
+
+
+@lru_cache(maxsize=2)
+def _load_model(model_dir: str, device: str, compute_type: str, cpu_threads: int, num_workers: int):
     from faster_whisper import WhisperModel
 
     try:
@@ -60,7 +81,7 @@ def load_model(model_dir: str, device: str, compute_type: str, cpu_threads: int,
             device=device,
             compute_type=compute_type,
             cpu_threads=cpu_threads,
-            num_workers=num_workers,
+            num_workers=num_workers,  # lets that many threads run the model at once
             local_files_only=True,  # never reach for the hub
         )
     except (RuntimeError, ValueError, OSError) as exc:
@@ -79,14 +100,14 @@ def _vad_parameters(settings: AsrSettings) -> dict[str, Any]:
 
 
 def transcribe_channel(model, samples: np.ndarray, channel: int, settings: AsrSettings) -> ChannelTranscript:
-    """Whisper on one channel of 16 kHz float32 audio, with VAD and word timestamps."""
-    import ctranslate2
+    """Whisper on one channel of 16 kHz float32 audio, with VAD and word timestamps.
 
-    # Temperature fallback samples; a fixed seed per channel makes a re-run (or a resumed
-    # run, or another worker) produce the same transcript.
-    ctranslate2.set_random_seed(settings.seed)
-    segments, _info = model.transcribe(
-        samples,
+    With ``batch_size`` > 0 (the default) the VAD chunks are decoded together by
+    faster-whisper's batched pipeline: each chunk stands alone, which is both faster and
+    keeps one misheard phrase from looping over the rest of the call. With 0, chunks are
+    decoded in order with temperature fallback (seeded, so re-runs agree).
+    """
+    common = dict(
         language=settings.language,
         beam_size=settings.beam_size,
         initial_prompt=settings.initial_prompt or None,
@@ -94,12 +115,25 @@ def transcribe_channel(model, samples: np.ndarray, channel: int, settings: AsrSe
         vad_filter=True,
         vad_parameters=_vad_parameters(settings),
         word_timestamps=True,
-        # Each VAD chunk stands alone: carrying text across chunks is how one misheard
-        # phrase turns into a loop over the rest of the call.
-        condition_on_previous_text=settings.condition_on_previous_text,
         # faster-whisper would silently skip "no speech" segments; we keep and flag them.
         no_speech_threshold=None,
     )
+    if settings.batch_size > 0:
+        from faster_whisper import BatchedInferencePipeline
+
+        # The pipeline object keeps per-call state, so each call gets its own; the model
+        # underneath is shared.
+        segments, _info = BatchedInferencePipeline(model).transcribe(
+            samples, batch_size=settings.batch_size, **common
+        )
+    else:
+        import ctranslate2
+
+        # Temperature fallback samples; a fixed seed makes a re-run produce the same text.
+        ctranslate2.set_random_seed(settings.seed)
+        segments, _info = model.transcribe(
+            samples, condition_on_previous_text=settings.condition_on_previous_text, **common
+        )
     out = []
     for s in segments:
         words = tuple(
@@ -144,7 +178,7 @@ def transcribe(model, audio: Audio, audio_sha256: str, settings: AsrSettings) ->
 def cache_key(audio_sha256: str, model_sha256: str, compute_type: str, settings: AsrSettings) -> str:
     """Content hash + model + every setting that changes Whisper's output."""
     relevant = dataclasses.asdict(settings)
-    for runtime_only in ("model", "device", "compute_type", "cpu_threads", "num_workers"):
+    for runtime_only in ("model", "device", "compute_type", "cpu_threads", "workers"):
         relevant.pop(runtime_only)
     payload = json.dumps(
         {"format": CACHE_FORMAT, "audio": audio_sha256, "model": model_sha256,
@@ -245,9 +279,8 @@ def _repeat_pattern(repeat_min: int) -> re.Pattern[str]:
     """Decoding loops: a 1-2 character unit ``repeat_min`` times in a row, a 3-5 character
     unit three times, or a phrase of 6-30 characters twice. People do say 对对对 or 喂喂,
     but nobody says the same sentence twice without a breath."""
-    return re.compile(
-        r"(.{1,2}?)\1{%d,}|(.{3,5}?)\2{2,}|(.{6,30})\3" % (repeat_min - 1), re.DOTALL
-    )
+    short = repeat_min - 1
+    return re.compile(rf"(.{{1,2}}?)\1{{{short},}}|(.{{3,5}}?)\2{{2,}}|(.{{6,30}})\3", re.DOTALL)
 
 
 def guard_flags(text: str, avg_logprob: float, no_speech_prob: float, compression_ratio: float,
@@ -278,15 +311,50 @@ def channel_roles(n_channels: int, channels: ChannelSettings) -> dict[int, Role]
     return roles
 
 
-def _split_segment(seg: Segment, gap_s: float, max_s: float) -> list[tuple[Word, ...]]:
-    """Group a segment's words into runs separated by pauses of at least ``gap_s``."""
-    runs: list[list[Word]] = []
-    for word in seg.words:
-        if runs and (word.start - runs[-1][-1].end < gap_s and word.end - runs[-1][0].start <= max_s):
-            runs[-1].append(word)
-        else:
-            runs.append([word])
-    return [tuple(r) for r in runs]
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive words of one channel with no pause of ``gap_s`` between them."""
+
+    channel: int
+    words: tuple[Word, ...]
+    segments: tuple[Segment, ...]
+    text: str
+
+    @property
+    def start(self) -> float:
+        return self.words[0].start if self.words else self.segments[0].start
+
+    @property
+    def end(self) -> float:
+        return self.words[-1].end if self.words else self.segments[-1].end
+
+
+def _channel_runs(ch: ChannelTranscript, gap_s: float, max_s: float) -> list[_Run]:
+    """Split a channel's words at pauses. Whisper's segment boundaries are ignored: they
+    fall wherever its 30 s window or its timestamp tokens did, not where people paused."""
+    runs: list[_Run] = []
+    words: list[Word] = []
+    segments: list[Segment] = []
+
+    def flush() -> None:
+        if words:
+            runs.append(_Run(ch.channel, tuple(words), tuple(segments), "".join(w.word for w in words)))
+        words.clear()
+        segments.clear()
+
+    for seg in ch.segments:
+        if not seg.words:  # no alignment for this segment: keep it whole
+            flush()
+            runs.append(_Run(ch.channel, (), (seg,), seg.text))
+            continue
+        for w in seg.words:
+            if words and (w.start - words[-1].end >= gap_s or w.end - words[0].start > max_s):
+                flush()
+            words.append(w)
+            if not segments or segments[-1] is not seg:
+                segments.append(seg)
+    flush()
+    return runs
 
 
 def to_turns(
@@ -295,70 +363,86 @@ def to_turns(
     channels: ChannelSettings,
     turns: TurnSettings,
     guards: GuardSettings,
+    lexicon: Lexicon | None = None,
 ) -> tuple[Turn, ...]:
-    """Turns of every channel in call order, split at real pauses, in the chosen script."""
+    """Turns of every channel in call order, split at real pauses, in the chosen script,
+    with domain terms repaired when a lexicon is given."""
     roles = channel_roles(transcript.n_channels, channels)
-    pieces: list[tuple[Role, int, float, float, str, Segment, tuple[Word, ...]]] = []
-    for ch in transcript.channels:
-        role = roles.get(ch.channel, "unknown")
-        for seg in ch.segments:
-            runs = _split_segment(seg, turns.gap_s, turns.max_s) if seg.words else [()]
-            for run in runs:
-                if run:
-                    start, end = run[0].start, run[-1].end
-                    text = "".join(w.word for w in run)
-                else:
-                    start, end, text = seg.start, seg.end, seg.text
-                pieces.append((role, ch.channel, start, end, text.strip(), seg, run))
-
-    # A segment boundary is not a pause: join a run to the previous one of the same channel
-    # when the gap between them is shorter than gap_s.
-    merged: list[list[Any]] = []
-    last_by_channel: dict[int, int] = {}
-    for piece in sorted(pieces, key=lambda p: (p[1], p[2])):
-        role, ch, start, end, text, seg, run = piece
-        prev_i = last_by_channel.get(ch)
-        if prev_i is not None:
-            prev = merged[prev_i]
-            if start - prev[3] < turns.gap_s and end - prev[2] <= turns.max_s and prev[6] and run:
-                prev[3] = end
-                prev[4] += text
-                prev[5].append(seg)
-                prev[6] = prev[6] + run
-                continue
-        merged.append([role, ch, start, end, text, [seg], run])
-        last_by_channel[ch] = len(merged) - 1
-
-    merged.sort(key=lambda m: (m[2], m[1]))
+    runs = [
+        run
+        for ch in transcript.channels
+        for run in _channel_runs(ch, turns.gap_s, turns.max_s)
+        if run.text.strip()
+    ]
+    runs.sort(key=lambda r: (r.start, r.channel))
     counters: dict[str, int] = {}
     out = []
-    for role, ch, start, end, text, segs, run in merged:
-        if not text:
-            continue
-        index = counters.get(role, 0) + 1
-        counters[role] = index
+    for run in runs:
+        role = roles.get(run.channel, "unknown")
+        counters[role] = index = counters.get(role, 0) + 1
+        segs = run.segments
         weights = [max(s.end - s.start, 1e-3) for s in segs]
         avg_logprob = float(np.average([s.avg_logprob for s in segs], weights=weights))
         no_speech = max(s.no_speech_prob for s in segs)
         compression = max(s.compression_ratio for s in segs)
-        display = convert_script(text, turns.script)
-        words = tuple(
-            dataclasses.replace(w, word=convert_script(w.word, turns.script)) for w in run
-        )
+        pieces = _final_text(run, turns.script, lexicon)
+        text = "".join(p for p, _ in pieces[0]).strip()
         out.append(
             Turn(
                 call_id=call_id,
                 turn_id=f"{call_id}-{role}-{index:04d}",
                 role=role,
-                channel=ch,
-                start=round(start, 3),
-                end=round(end, 3),
-                text=display,
+                channel=run.channel,
+                start=round(run.start, 3),
+                end=round(run.end, 3),
+                text=text,
                 avg_logprob=round(avg_logprob, 4),
                 no_speech_prob=round(no_speech, 4),
                 compression_ratio=round(compression, 4),
-                flags=guard_flags(display, avg_logprob, no_speech, compression, guards),
-                words=words,
+                flags=guard_flags(text, avg_logprob, no_speech, compression, guards),
+                corrections=pieces[1],
+                words=tuple(
+                    dataclasses.replace(w, word=piece) for (piece, w) in pieces[0] if w is not None
+                ),
             )
         )
     return tuple(out)
+
+
+def _final_text(
+    run: _Run, script: str, lexicon: Lexicon | None
+) -> tuple[list[tuple[str, Word | None]], tuple[str, ...]]:
+    """The run's words in the output script with lexicon repairs, and the repairs made.
+
+    The whole run is converted at once (OpenCC converts phrases, not only characters) and
+    cut back into words by length; when a phrase conversion changed the length, words are
+    converted one by one instead, so the words always add up to the turn's text.
+    """
+    if not run.words:
+        raw: list[tuple[str, Word | None]] = [(run.text, None)]
+    else:
+        raw = [(w.word, w) for w in run.words]
+    joined = "".join(p for p, _ in raw)
+    converted = convert_script(joined, script)
+    if len(converted) == len(joined):
+        pieces = _recut(converted, raw)
+    else:
+        pieces = [(convert_script(p, script), w) for p, w in raw]
+        converted = "".join(p for p, _ in pieces)
+    if lexicon is None:
+        return pieces, ()
+    found = find_corrections(converted, lexicon)
+    if not found:
+        return pieces, ()
+    return _recut(apply_corrections(converted, found), pieces), tuple(
+        f"{c.heard}→{c.term}" for c in found
+    )
+
+
+def _recut(text: str, like: list[tuple[str, Word | None]]) -> list[tuple[str, Word | None]]:
+    """Cut ``text`` into pieces as long as those of ``like``."""
+    out, pos = [], 0
+    for piece, w in like:
+        out.append((text[pos : pos + len(piece)], w))
+        pos += len(piece)
+    return out

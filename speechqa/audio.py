@@ -82,7 +82,7 @@ def decode(path: Path, sample_rate: int = MODEL_RATE) -> Audio:
             source_rate = stream.codec_context.sample_rate or 0
             codec = stream.codec_context.name
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
-            chunks = []
+            chunks: list[np.ndarray] = []
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler ignore broken timestamps
                 chunks.extend(r.to_ndarray() for r in resampler.resample(frame))

@@ -86,6 +86,7 @@ class Turn:
     no_speech_prob: float
     compression_ratio: float
     flags: tuple[str, ...] = ()
+    corrections: tuple[str, ...] = ()  # lexicon repairs, as "heard→term"
     words: tuple[Word, ...] = ()
 
     @property

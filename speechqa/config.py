@@ -66,8 +66,9 @@ class AsrSettings:
     vad_speech_pad_ms: int = 200
     condition_on_previous_text: bool = False
     seed: int = 0  # temperature fallback samples; fixed for reproducible transcripts
-    cpu_threads: int = 0  # 0: all cores
-    num_workers: int = 1
+    batch_size: int = 8  # VAD chunks decoded together; 0: sequential decoding with fallback
+    workers: int = 0  # calls transcribed at once; 0: one per core on CPU, one on CUDA
+    cpu_threads: int = 0  # threads per worker; 0: cores / workers
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,18 @@ class GuardSettings:
 
 
 @dataclass(frozen=True)
+class LexiconSettings:
+    """Homophone repair of domain terms (see speechqa/lexicon.py)."""
+
+    enabled: bool = True
+    builtin: bool = True  # the shipped call-centre term list
+    terms_file: str = ""  # one term per line: products, company names, script phrases
+    extra_terms: tuple[str, ...] = ()
+    max_fuzzy: int = 1  # syllables allowed to differ by a fuzzy pair (zh/z, -ng/-n, n/l)
+    common_word_freq: int = 50  # a heard span this common in jieba's dictionary is kept
+
+
+@dataclass(frozen=True)
 class ChannelSettings:
     """Which channel of a stereo file carries which party."""
 
@@ -109,6 +122,7 @@ class Settings:
     asr: AsrSettings = field(default_factory=AsrSettings)
     turns: TurnSettings = field(default_factory=TurnSettings)
     guards: GuardSettings = field(default_factory=GuardSettings)
+    lexicon: LexiconSettings = field(default_factory=LexiconSettings)
     channels: ChannelSettings = field(default_factory=ChannelSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     source: str = "<defaults>"
@@ -119,7 +133,7 @@ class Settings:
         return data
 
 
-_SECTIONS = ("asr", "turns", "guards", "channels", "batch")
+_SECTIONS = ("asr", "turns", "guards", "lexicon", "channels", "batch")
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -201,6 +215,8 @@ def validate(settings: Settings) -> Settings:
         (a.vad_min_silence_ms >= 0, "[asr] vad_min_silence_ms must be >= 0"),
         (a.vad_speech_pad_ms >= 0, "[asr] vad_speech_pad_ms must be >= 0"),
         (a.cpu_threads >= 0, "[asr] cpu_threads must be >= 0"),
+        (a.workers >= 0, "[asr] workers must be >= 0"),
+        (a.batch_size >= 0, "[asr] batch_size must be >= 0"),
         (bool(a.language), "[asr] language must not be empty (use a code such as zh)"),
         (t.gap_s > 0, "[turns] gap_s must be > 0"),
         (t.max_s > t.gap_s, "[turns] max_s must be > gap_s"),
@@ -209,6 +225,7 @@ def validate(settings: Settings) -> Settings:
         (g.compression_ratio_max > 1, "[guards] compression_ratio_max must be > 1"),
         (0 < g.no_speech_prob_min <= 1, "[guards] no_speech_prob_min must be in (0, 1]"),
         (g.repeat_min >= 2, "[guards] repeat_min must be >= 2"),
+        (settings.lexicon.max_fuzzy >= 0, "[lexicon] max_fuzzy must be >= 0"),
         (c.agent >= 0 and c.customer >= 0, "[channels] channel numbers must be >= 0"),
         (c.agent != c.customer, "[channels] agent and customer must be different channels"),
     ]

@@ -8,6 +8,7 @@ The default model is Systran's faster-whisper-base, shipped on PyPI as two wheel
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -142,10 +143,9 @@ def read_model(path: Path, *, verify: bool = False) -> ModelInfo:
             raise ModelError(f"{path}/model.bin: sha256 does not match its manifest")
     else:
         name, sha, source = path.name, sha256_file(path / "model.bin"), f"dir:{path}"
-        try:
+        # A read-only model directory is fine; we just hash again next time.
+        with contextlib.suppress(OSError):
             _write_manifest(path, name, sha, size, source)
-        except OSError:
-            pass  # a read-only model directory is fine; we just hash again next time
     return ModelInfo(name=name, path=path.resolve(), sha256=sha, size_bytes=size, source=source)
 
 

