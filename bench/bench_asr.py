@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import av
@@ -54,6 +55,19 @@ def write_mulaw(samples: np.ndarray, path: Path) -> None:
             out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+
+
+def digits(text: str) -> str:
+    """Chinese numerals as digits, to see how much CER is only the number form: the dev
+    references spell numbers out (两千四百九十九), Whisper writes 2499. Diagnostic only."""
+    import cn2an
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return cn2an.transform(text, "cn2an")
+        except (ValueError, KeyError):
+            return text
 
 
 def pipeline_texts(folder: Path, settings, work: Path) -> tuple[dict[str, str], float]:
@@ -96,6 +110,7 @@ def bench_cer(settings, limit: int | None, tmp: Path) -> None:
         texts, elapsed = pipeline_texts(folder, settings, tmp / f"out-{name}")
         hyps = [texts.get(i, "") for i in ids]
         print(f"{name}={cer(ref_list, hyps):.4f}")
+        print(f"{name}_numbers_as_digits={cer([digits(r) for r in ref_list], [digits(h) for h in hyps]):.4f}")
         if name == "cer_dev":
             print(f"traditional_outputs={sum(has_traditional(h) for h in hyps)}/{len(ids)}")
             print(f"cer_dev_speed_ratio_vs_naive={t_naive / elapsed:.2f}")

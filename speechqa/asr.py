@@ -1,7 +1,9 @@
 """Whisper (faster-whisper / CTranslate2) for call audio: one transcript per channel.
 
-- The model loads once per process (``load_model`` is an lru_cache), lazily.
-- Silero VAD (bundled with faster-whisper) skips silence and holds; Whisper sees only speech.
+- The model loads once per process, lazily (``load_model``: cached, thread-safe), and is
+  shared by the worker threads.
+- Silero VAD (bundled with faster-whisper) skips silence and holds; Whisper sees only speech,
+  in VAD chunks decoded as a batch.
 - Raw segments with word timestamps are cached, keyed by audio content, model checksum and
   the settings that change what Whisper outputs. Turn splitting, script conversion and the
   hallucination guards run after the cache, so tuning them never forces a new ASR pass.

@@ -17,12 +17,14 @@ from typing import Any
 
 from speechqa.errors import ConfigError
 
-# A neutral call-centre context. Whisper continues the style of its prompt, so a prompt in
-# Simplified characters with full-width punctuation steers it away from Traditional output,
-# and naming the common lines of business primes their vocabulary (险, 理赔, 账户 ...).
+# Whisper continues the style of its prompt. An agent's sentence in Simplified characters
+# with full-width punctuation steers it away from Traditional output and towards spoken
+# service language, and naming the common lines of business primes their vocabulary
+# (险, 理赔, 账户 ...). Measured on the CER dev set: no prompt 12.5%, a list of topics 11.1%,
+# this sentence 10.3% (with the lexicon).
 DEFAULT_PROMPT = (
-    "以下是普通话客服电话录音，内容涉及保险、理赔、车险、医疗险、银行账户、理财、证券、"
-    "贷款、课程、旅游、订单、退款、宽带、话费等业务。"
+    "您好，欢迎致电客服中心，请问有什么可以帮您？关于保险理赔、车险、医疗险、银行账户、"
+    "信用卡、理财、证券、贷款、课程报名、旅游线路、订单退款、宽带和话费的问题，我帮您查询一下。"
 )
 
 # Phrases Whisper produces from silence or music because they fill its subtitle training data.
@@ -63,7 +65,7 @@ class AsrSettings:
     hotwords: str = ""
     vad_threshold: float = 0.5
     vad_min_silence_ms: int = 600
-    vad_speech_pad_ms: int = 200
+    vad_speech_pad_ms: int = 400  # 200 clipped soft word onsets (CER +0.2 points)
     condition_on_previous_text: bool = False
     seed: int = 0  # temperature fallback samples; fixed for reproducible transcripts
     batch_size: int = 8  # VAD chunks decoded together; 0: sequential decoding with fallback
