@@ -245,9 +245,9 @@ def _transcript_from_dict(data: dict[str, Any]) -> Transcript:
 def _converter(script: str):
     import opencc
 
-    # tw2sp: Whisper's Traditional output is Taiwan-flavoured (軟體, 網路), so convert the
-    # phrases too, not only the characters.
-    return opencc.OpenCC({"simplified": "tw2sp", "traditional": "s2t"}[script])
+    # Plain t2s, not tw2sp: tw2sp also swaps Taiwanese IT vocabulary, and turned 行程
+    # (itinerary) into 进程 (a computing process).
+    return opencc.OpenCC({"simplified": "t2s", "traditional": "s2t"}[script])
 
 
 # OpenCC maps 帳 to 帐, but the mainland standard (通用规范汉字表, 2013) writes money senses

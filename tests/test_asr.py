@@ -59,6 +59,11 @@ def test_traditional_output_becomes_simplified():
     assert [w.word for w in turn.words] == ["您好，账单", "问题"]
 
 
+def test_conversion_keeps_mainland_words():
+    seg = segment([word(0, 1, "您的行程已確認，帳戶")])
+    assert _turns(transcript([seg]))[0].text == "您的行程已确认，账户"
+
+
 def test_script_can_be_kept():
     seg = segment([word(0, 1, "帳單")])
     assert _turns(transcript([seg]), script="keep")[0].text == "帳單"
