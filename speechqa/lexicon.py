@@ -8,8 +8,9 @@ replaced by the term when all of these hold:
   word is never cut in half (基础性 must not become 基出行);
 - the span is not itself a common word (考验 stays, even though it sounds like 考研);
 - at most ``max_fuzzy`` syllables differ by a fuzzy pair (zh/z, ch/c, sh/s, n/l,
-  -eng/-en, -ing/-in, -ang/-an), the usual confusions of accented Mandarin and of ASR;
-  tones are ignored, since whisper-base drops them freely.
+  -eng/-en, -ing/-in, -ang/-an), the usual confusions of accented Mandarin and of ASR, and
+  a fuzzy match shares at least one character with the term; tones are ignored, since
+  whisper-base drops them freely.
 
 Replacements keep the text's length, so word timestamps stay aligned. The built-in list
 (``speechqa/data/terms_zh.txt``) covers common lines of business; a site adds its product
@@ -123,7 +124,11 @@ def _matches(span: str, term: Term, lexicon: Lexicon) -> bool:
             if fuzzy(got) != fuzzy(want):
                 return False
             n_fuzzy += 1
-    return n_fuzzy <= lexicon.max_fuzzy
+    if n_fuzzy == 0:
+        return True
+    # A fuzzy sound match alone is weak evidence (星辰 heard as 新称 must not become 行程):
+    # it also needs a character in common with the term.
+    return n_fuzzy <= lexicon.max_fuzzy and any(a == b for a, b in zip(span, term.text, strict=True))
 
 
 def find_corrections(text: str, lexicon: Lexicon) -> tuple[Correction, ...]:

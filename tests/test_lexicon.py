@@ -6,7 +6,7 @@ from speechqa.config import LexiconSettings
 from speechqa.errors import ConfigError
 from speechqa.lexicon import apply_corrections, build_lexicon, find_corrections, fuzzy, lexicon_for
 
-LEX = build_lexicon(("车险", "投保", "理赔", "考研", "身故", "英语", "欢迎致电", "账单"))
+LEX = build_lexicon(("车险", "投保", "理赔", "考研", "养老保险", "英语", "欢迎致电", "账单", "行程"))
 
 
 def fix(text, lex=LEX):
@@ -19,7 +19,8 @@ def fix(text, lex=LEX):
         ("请问您的车显是哪年买的", "请问您的车险是哪年买的"),  # same sound, other tone
         ("我想投宝一份", "我想投保一份"),
         ("您好，欢迎至点星辰通信", "您好，欢迎致电星辰通信"),
-        ("被保险人生故", "被保险人身故"),  # sheng/shen: one fuzzy syllable
+        ("买一份阳脑保险", "买一份养老保险"),  # nao/lao: one fuzzy syllable, shared 保险
+        ("学好音语", "学好英语"),  # yin/ying
     ],
 )
 def test_homophones_of_terms_are_repaired(heard, fixed):
@@ -34,6 +35,7 @@ def test_homophones_of_terms_are_repaired(heard, fixed):
         "基础性的车险课程",  # already right
         "我们的英雄",  # no term sounds like this
         "帮你查一下",  # bang-ni vs ban-li would need two fuzzy syllables
+        "欢迎致电新称通信",  # xin/xing is fuzzy, but nothing in common with 行程
     ],
 )
 def test_correct_or_common_text_is_left_alone(text):
