@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 import unicodedata
@@ -31,6 +30,7 @@ from speechqa.audio import Audio
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
 from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings
 from speechqa.errors import ModelError
+from speechqa.files import write_text_atomic
 from speechqa.lexicon import Lexicon, apply_corrections, find_corrections
 
 # Bump when the cached JSON layout or what we ask Whisper for changes.
@@ -207,21 +207,6 @@ def load_cached(cache_dir: Path, key: str) -> Transcript | None:
 def save_cached(cache_dir: Path, key: str, transcript: Transcript) -> None:
     path = _cache_path(cache_dir, key)
     write_text_atomic(path, json.dumps(dataclasses.asdict(transcript), ensure_ascii=False))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _transcript_from_dict(data: dict[str, Any]) -> Transcript:

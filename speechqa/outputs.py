@@ -7,15 +7,14 @@ reader (or a run killed half way) never sees a half-written table.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from speechqa.calls import CallResult, Failure, Recording
+from speechqa.files import write_atomic
 
 TURN_COLUMNS = [
     "call_id", "turn_id", "role", "channel", "start", "end", "text", "flags", "corrections",
@@ -29,29 +28,18 @@ CALL_COLUMNS = [
 FAILURE_COLUMNS = ["call_id", "path", "stage", "reason"]
 
 
-def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_table(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     """``name.csv`` (UTF-8 with BOM, so Excel shows Chinese) and ``name.parquet``."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path, parquet_path = out / f"{name}.csv", out / f"{name}.parquet"
-    _atomic(csv_path, lambda p: df.to_csv(p, index=False, encoding="utf-8-sig"))
-    _atomic(parquet_path, lambda p: df.to_parquet(p, index=False))
+    write_atomic(csv_path, lambda p: df.to_csv(p, index=False, encoding="utf-8-sig"))
+    write_atomic(parquet_path, lambda p: df.to_parquet(p, index=False))
     return [csv_path, parquet_path]
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path, lambda p: p.write_text(
+    write_atomic(path, lambda p: p.write_text(
         json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8"))
 
 
