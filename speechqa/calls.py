@@ -88,10 +88,57 @@ class Turn:
     flags: tuple[str, ...] = ()
     corrections: tuple[str, ...] = ()  # lexicon repairs, as "heard→term"
     words: tuple[Word, ...] = ()
+    # Filled by the text stage: PII masked in text and words, then normalised and segmented.
+    match_text: str = ""  # normalised form that later stages match against
+    tokens: tuple[str, ...] = ()  # jieba tokens of the display text
+    redactions: tuple[str, ...] = ()  # PII kinds masked in this turn, one entry per span
+    # Filled by the sentiment and metrics stages.
+    sentiment: float | None = None  # [0, 1]; 0.5 and above is positive
+    loudness_dbfs: float | None = None  # RMS level of the turn on its own channel
 
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Event:
+    """A time span of a call worth a look: a silence, hold, interruption, escalation or redaction.
+
+    ``type`` is one of ``silence``, ``hold``, ``interruption``, ``overlap``, ``escalation``,
+    ``redaction``. ``role`` is who it belongs to (the interrupter, the one who threatened, the
+    speaker whose words were masked), or ``both`` for silences and holds. ``detail`` is a short
+    machine-readable string: the escalation kind, the PII kind, the interrupted role.
+    """
+
+    call_id: str
+    type: str
+    role: str
+    start: float
+    end: float
+    detail: str = ""
+    turn_id: str = ""
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class RoleSentiment:
+    """One role's sentiment over a call (None when the role never spoke)."""
+
+    start: float | None = None
+    end: float | None = None
+    min: float | None = None
+    mean: float | None = None
+
+
+@dataclass(frozen=True)
+class CallSentiment:
+    customer: RoleSentiment = RoleSentiment()
+    agent: RoleSentiment = RoleSentiment()
+    trajectory: str = "unknown"  # customer's: improved | worsened | flat | unknown
 
 
 @dataclass(frozen=True)
@@ -116,3 +163,6 @@ class CallResult:
     cached: bool
     audio_sha256: str
     timings: tuple[tuple[str, float], ...] = field(default=())
+    events: tuple[Event, ...] = ()  # sorted by start
+    sentiment: CallSentiment = CallSentiment()
+    metrics: tuple[tuple[str, float | int | None], ...] = ()  # see speechqa/metrics.py

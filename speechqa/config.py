@@ -114,6 +114,35 @@ class ChannelSettings:
 
 
 @dataclass(frozen=True)
+class TextSettings:
+    """Segmentation and PII redaction (see speechqa/text.py and speechqa/pii.py)."""
+
+    user_words: tuple[str, ...] = ()  # extra jieba words: products, business terms, script phrases
+    user_dict: str = ""  # a jieba user dictionary file ("word [freq] [tag]" per line)
+    redact_pii: bool = True  # False only with --keep-pii; recorded in run.json
+
+
+@dataclass(frozen=True)
+class SentimentSettings:
+    """Turn and call sentiment (see speechqa/sentiment.py)."""
+
+    model: str = ""  # empty: the model shipped in the package
+    edge_turns: int = 2  # a role's start / end sentiment is the mean of its first / last N turns
+    trajectory_delta: float = 0.15  # end minus start beyond this is improved / worsened
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Conversation metrics (see speechqa/metrics.py)."""
+
+    silence_min_s: float = 5.0  # a gap with nobody talking at least this long is a silence event
+    hold_min_s: float = 20.0  # a silence at least this long on both channels is a hold
+    backchannel_max_s: float = 1.0  # a short 嗯 / 对 / 好的 over the other party is not an interruption
+    interruption_min_overlap_s: float = 0.3  # shorter overlaps are crosstalk, not barge-in
+    shout_db: float = 8.0  # a turn this many dB above the speaker's median level is shouting
+
+
+@dataclass(frozen=True)
 class BatchSettings:
     cache_dir: str = ""  # empty: OUT/.cache
     manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
@@ -126,6 +155,9 @@ class Settings:
     guards: GuardSettings = field(default_factory=GuardSettings)
     lexicon: LexiconSettings = field(default_factory=LexiconSettings)
     channels: ChannelSettings = field(default_factory=ChannelSettings)
+    text: TextSettings = field(default_factory=TextSettings)
+    sentiment: SentimentSettings = field(default_factory=SentimentSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     source: str = "<defaults>"
 
@@ -135,7 +167,7 @@ class Settings:
         return data
 
 
-_SECTIONS = ("asr", "turns", "guards", "lexicon", "channels", "batch")
+_SECTIONS = ("asr", "turns", "guards", "lexicon", "channels", "text", "sentiment", "metrics", "batch")
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -204,6 +236,7 @@ def validate(settings: Settings) -> Settings:
     """Check value ranges; raise ConfigError naming the setting and its origin."""
     origin = settings.source
     a, t, g, c = settings.asr, settings.turns, settings.guards, settings.channels
+    m = settings.metrics
     checks = [
         (a.device in ("auto", "cpu", "cuda"), "[asr] device must be auto, cpu or cuda"),
         (
@@ -230,6 +263,13 @@ def validate(settings: Settings) -> Settings:
         (settings.lexicon.max_fuzzy >= 0, "[lexicon] max_fuzzy must be >= 0"),
         (c.agent >= 0 and c.customer >= 0, "[channels] channel numbers must be >= 0"),
         (c.agent != c.customer, "[channels] agent and customer must be different channels"),
+        (settings.sentiment.edge_turns >= 1, "[sentiment] edge_turns must be >= 1"),
+        (0 <= settings.sentiment.trajectory_delta < 1, "[sentiment] trajectory_delta must be in [0, 1)"),
+        (m.silence_min_s > 0, "[metrics] silence_min_s must be > 0"),
+        (m.hold_min_s >= m.silence_min_s, "[metrics] hold_min_s must be >= silence_min_s"),
+        (m.backchannel_max_s >= 0, "[metrics] backchannel_max_s must be >= 0"),
+        (m.interruption_min_overlap_s >= 0, "[metrics] interruption_min_overlap_s must be >= 0"),
+        (m.shout_db > 0, "[metrics] shout_db must be > 0"),
     ]
     for ok, message in checks:
         if not ok:
