@@ -126,7 +126,7 @@ def transcribe_channel(model, samples: np.ndarray, channel: int, settings: AsrSe
         # The pipeline object keeps per-call state, so each call gets its own; the model
         # underneath is shared.
         segments, _info = BatchedInferencePipeline(model).transcribe(
-            samples, batch_size=settings.batch_size, **common
+            samples, batch_size=settings.batch_size, chunk_length=settings.chunk_s, **common
         )
     else:
         import ctranslate2
@@ -286,16 +286,38 @@ def guard_flags(text: str, avg_logprob: float, no_speech_prob: float, compressio
     return tuple(flags)
 
 
-def channel_roles(n_channels: int, channels: ChannelSettings) -> dict[int, Role]:
-    """Stereo maps channels to agent/customer by config; mono and extra channels are unknown."""
+def channel_roles(n_channels: int, channels: ChannelSettings,
+                  texts: dict[int, str] | None = None) -> dict[int, Role]:
+    """Stereo maps channels to agent/customer by config; mono and extra channels are unknown.
+
+    With ``channels.detect`` and the channels' texts, the two are swapped when the configured
+    customer side speaks the agent's script much more than the configured agent side.
+    """
     if n_channels < 2:
         return {0: "unknown"}
+    agent, customer = channels.agent, channels.customer
+    if channels.detect and texts is not None and agent < n_channels and customer < n_channels:
+        a, c = agent_script_score(texts.get(agent, "")), agent_script_score(texts.get(customer, ""))
+        if c >= 3 and c > 2 * a:
+            agent, customer = customer, agent
     roles: dict[int, Role] = {ch: "unknown" for ch in range(n_channels)}
-    if channels.agent < n_channels:
-        roles[channels.agent] = "agent"
-    if channels.customer < n_channels:
-        roles[channels.customer] = "customer"
+    if agent < n_channels:
+        roles[agent] = "agent"
+    if customer < n_channels:
+        roles[customer] = "customer"
     return roles
+
+
+# Phrases only the agent's side of a service call says (after t2s; a few common mishearings).
+_AGENT_SCRIPT = re.compile(
+    r"欢迎致电|欢迎来电|[工公]号|为您服务|有什么可以帮|请问您|请您|帮您|给您|稍等|您的来电|感谢您|还有什么"
+    r"|客服中心|服务热线|很高兴|请问还有"
+)
+
+
+def agent_script_score(text: str) -> int:
+    """How much a channel's text sounds like the agent: script phrases, plus the polite 您."""
+    return 2 * len(_AGENT_SCRIPT.findall(text)) + text.count("您") // 2
 
 
 @dataclass(frozen=True)
@@ -354,13 +376,16 @@ def to_turns(
 ) -> tuple[Turn, ...]:
     """Turns of every channel in call order, split at real pauses, in the chosen script,
     with domain terms repaired when a lexicon is given."""
-    roles = channel_roles(transcript.n_channels, channels)
     runs = [
         run
         for ch in transcript.channels
         for run in _channel_runs(ch, turns.gap_s, turns.max_s)
         if run.text.strip()
     ]
+    texts: dict[int, str] = {}
+    for run in runs:
+        texts[run.channel] = texts.get(run.channel, "") + convert_script(run.text, "simplified")
+    roles = channel_roles(transcript.n_channels, channels, texts)
     runs.sort(key=lambda r: (r.start, r.channel))
     counters: dict[str, int] = {}
     out = []

@@ -95,6 +95,7 @@ class Turn:
     # Filled by the sentiment and metrics stages.
     sentiment: float | None = None  # [0, 1]; 0.5 and above is positive
     loudness_dbfs: float | None = None  # RMS level of the turn on its own channel
+    shouting: bool = False  # well above the speaker's own median level
 
     @property
     def duration(self) -> float:

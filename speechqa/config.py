@@ -69,6 +69,7 @@ class AsrSettings:
     condition_on_previous_text: bool = False
     seed: int = 0  # temperature fallback samples; fixed for reproducible transcripts
     batch_size: int = 8  # VAD chunks decoded together; 0: sequential decoding with fallback
+    chunk_s: int = 30  # batched decoding: speech is packed into windows of at most this length
     workers: int = 0  # calls transcribed at once; 0: one per core on CPU, one on CUDA
     cpu_threads: int = 0  # threads per worker; 0: cores / workers
 
@@ -111,6 +112,9 @@ class ChannelSettings:
 
     agent: int = 0
     customer: int = 1
+    # Swap the two when the "customer" side plainly speaks the agent's script (greeting, 工号,
+    # 为您服务 …) and the "agent" side does not: recorders are not always wired the same way.
+    detect: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ class MetricsSettings:
     """Conversation metrics (see speechqa/metrics.py)."""
 
     silence_min_s: float = 5.0  # a gap with nobody talking at least this long is a silence event
-    hold_min_s: float = 20.0  # a silence at least this long on both channels is a hold
+    hold_min_s: float = 10.0  # a silence at least this long on both channels is a hold
     backchannel_max_s: float = 1.0  # a short 嗯 / 对 / 好的 over the other party is not an interruption
     interruption_min_overlap_s: float = 0.3  # shorter overlaps are crosstalk, not barge-in
     shout_db: float = 8.0  # a turn this many dB above the speaker's median level is shouting
@@ -252,6 +256,7 @@ def validate(settings: Settings) -> Settings:
         (a.cpu_threads >= 0, "[asr] cpu_threads must be >= 0"),
         (a.workers >= 0, "[asr] workers must be >= 0"),
         (a.batch_size >= 0, "[asr] batch_size must be >= 0"),
+        (1 <= a.chunk_s <= 30, "[asr] chunk_s must be between 1 and 30"),
         (bool(a.language), "[asr] language must not be empty (use a code such as zh)"),
         (t.gap_s > 0, "[turns] gap_s must be > 0"),
         (t.max_s > t.gap_s, "[turns] max_s must be > gap_s"),

@@ -1,0 +1,334 @@
+"""Conversation metrics: talk time, silences and holds, overlaps and interruptions, speech
+rate, first response and loudness.
+
+Speech activity
+---------------
+Whisper's word timestamps say what was said and roughly when; the audio says sharply when
+someone was speaking. Each channel is cut into 20 ms frames and a frame is *active* when its
+level is clearly above that channel's own noise floor. Active frames form runs (gaps under
+``FILL_GAP_S`` are bridged, blips under ``MIN_RUN_S`` dropped), and a run counts as speech only
+when it overlaps a transcribed turn on the same channel, or when it is long and as loud as
+that channel's talk (speech Whisper skipped): a cough or a door during a hold is not speech,
+and a phrase Whisper hallucinated over silence has no energy behind it. Each kept run
+belongs to the role of the turn it overlaps most (or the nearest one). When no audio is given, the turns' own
+spans are used instead.
+
+Definitions (all times in seconds of call time)
+-----------------------------------------------
+- **talk_s_<role>**: total length of that role's speech runs; **speech_s**: their union;
+  **nontalk_s** = duration - speech_s; **talk_ratio_agent** = agent / (agent + customer).
+- **silence**: a gap in everyone's speech of at least ``silence_min_s``, between the first and
+  the last speech of the call (ringing before the greeting is the first-response latency, not
+  a silence). Redacted spans count as speech. A silence of at least ``hold_min_s`` is a
+  **hold** instead: nobody on either channel spoke. Each is one event.
+- **overlap**: a run that starts while another role's run is going on and overlaps it by at
+  least ``interruption_min_overlap_s``. It is an **interruption** by the later starter unless
+  that turn is a backchannel (嗯, 对, 好的 … or any turn no longer than
+  ``backchannel_max_s``). The event runs from the interrupter's start to the end of the
+  overlap; ``detail`` names the interrupted role. Roles must be known (stereo), so mono
+  calls have no interruption counts until speakers are separated.
+- **rate_cpm_<role>**: characters (Han, letters, digits) per minute of that role's talk.
+- **agent_first_response_s**: when the agent first spoke, from the start of the recording.
+  **agent_response_latency_s**: the mean gap between the end of a customer turn and the
+  start of the agent turn answering it (gaps that are holds excluded).
+- **loudness_dbfs** per turn: the RMS level of the turn's active frames on its channel.
+  A turn is **shouting** when it is ``shout_db`` or more above the median of its speaker's
+  turns (speakers with at least three turns).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from speechqa.calls import Event, Turn
+from speechqa.config import MetricsSettings
+
+FRAME_S = 0.02
+FILL_GAP_S = 1.2  # pauses shorter than this inside speech are speech
+MIN_RUN_S = 0.08  # active blips shorter than this are clicks
+RUN_PAD_S = 0.05  # soft onsets and word ends fall under the threshold: widen each run this much
+TURN_SLACK_S = 0.3  # a run may start or end this far outside the turn it belongs to
+FLOOR_MARGIN_DB = 10.0  # a frame this far above the channel's noise floor is active
+SILENT_DBFS = -60.0  # frames below this are never active, however clean the line
+HEADROOM_DB = 30.0  # ...and frames this far below the channel's speech level are not either
+UNTRANSCRIBED_MIN_S = 1.0  # an untranscribed active run this long ...
+UNTRANSCRIBED_DB = 12.0  # ... and within this many dB of the channel's speech level is speech
+HOLD_GAP_REPLY_S = 10.0  # a customer→agent gap longer than this is not a response latency
+
+BACKCHANNELS = frozenset(
+    "嗯 嗯嗯 嗯哼 哦 噢 喔 啊 对 对对 对对对 对的 是 是的 是是 好 好的 好好 行 可以 明白 明白了 知道了 了解 "
+    "ok okay 嗯对 嗯好 嗯是 哦哦 哦好".split()
+)
+_NOT_CONTENT = re.compile(r"[^\w]|_", re.UNICODE)
+_COUNTED = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
+
+Span = tuple[float, float]
+Metrics = tuple[tuple[str, float | int | None], ...]
+
+
+# -- frames and runs --------------------------------------------------------------------
+
+
+def frame_levels(samples: np.ndarray, sample_rate: int, frame_s: float = FRAME_S) -> np.ndarray:
+    """RMS level of each frame of one channel, in dBFS."""
+    hop = max(1, int(round(sample_rate * frame_s)))
+    n = len(samples) // hop
+    if n == 0:
+        return np.full(1, -120.0)
+    frames = np.asarray(samples[: n * hop], dtype=np.float64).reshape(n, hop)
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    return 20.0 * np.log10(np.maximum(rms, 1e-6))
+
+
+def active_threshold(levels: np.ndarray) -> float:
+    """The level above which a frame of this channel is taken as someone talking."""
+    floor = float(np.percentile(levels, 10))
+    speech = float(np.percentile(levels, 95))
+    return max(SILENT_DBFS, min(floor + FLOOR_MARGIN_DB, speech - 6.0), speech - HEADROOM_DB)
+
+
+def runs_from_mask(mask: np.ndarray, frame_s: float = FRAME_S, fill_gap_s: float = FILL_GAP_S,
+                   min_run_s: float = MIN_RUN_S) -> list[Span]:
+    """Runs of True frames as (start, end) seconds, short gaps bridged, blips dropped."""
+    if not mask.any():
+        return []
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    spans = [(s * frame_s, e * frame_s) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+    merged: list[Span] = []
+    for start, end in spans:
+        if merged and start - merged[-1][1] < fill_gap_s:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    n_s = len(mask) * frame_s
+    return [(round(max(0.0, s - RUN_PAD_S), 3), round(min(n_s, e + RUN_PAD_S), 3))
+            for s, e in merged if e - s >= min_run_s]
+
+
+def union(spans: Sequence[Span]) -> list[Span]:
+    out: list[Span] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def total(spans: Sequence[Span]) -> float:
+    return float(sum(e - s for s, e in union(spans)))
+
+
+def _overlap(a: Span, b: Span) -> float:
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A stretch of speech on one channel, owned by the turn it overlaps most."""
+
+    start: float
+    end: float
+    role: str
+    turn_index: int
+
+
+def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None,
+                sample_rate: int) -> tuple[list[Run], dict[int, np.ndarray], dict[int, float]]:
+    """Speech runs of the call (see the module docstring), with each channel's frame levels
+    and activity threshold for the loudness measures."""
+    levels: dict[int, np.ndarray] = {}
+    thresholds: dict[int, float] = {}
+    runs: list[Run] = []
+    if channels is None:
+        runs = [Run(t.start, t.end, t.role, i) for i, t in enumerate(turns)]
+        return sorted(runs, key=lambda r: r.start), levels, thresholds
+    by_channel: dict[int, list[int]] = {}
+    for i, t in enumerate(turns):
+        by_channel.setdefault(t.channel, []).append(i)
+    for ch, samples in enumerate(channels):
+        levels[ch] = lv = frame_levels(samples, sample_rate)
+        thresholds[ch] = thr = active_threshold(lv)
+        owners = by_channel.get(ch, [])
+        if not owners:
+            continue
+        speech_level = float(np.percentile(lv, 95))
+        for span in runs_from_mask(lv > thr):
+            best, best_overlap = -1, 0.0
+            for i in owners:
+                t = turns[i]
+                ov = _overlap(span, (t.start - TURN_SLACK_S, t.end + TURN_SLACK_S))
+                if ov > best_overlap:
+                    best, best_overlap = i, ov
+            if best < 0:
+                # Speech Whisper skipped: long and loud like this channel's talk, so it is
+                # counted for the nearest turn's speaker (a cough or a click is neither).
+                lo, hi = int(span[0] / FRAME_S), int(span[1] / FRAME_S)
+                loud = float(np.percentile(lv[lo:hi], 90)) if hi > lo else -120.0
+                if span[1] - span[0] < UNTRANSCRIBED_MIN_S or loud < speech_level - UNTRANSCRIBED_DB:
+                    continue
+                best = min(owners, key=lambda i: min(abs(turns[i].start - span[1]),
+                                                     abs(turns[i].end - span[0])))
+            runs.append(Run(span[0], span[1], turns[best].role, best))
+    return sorted(runs, key=lambda r: r.start), levels, thresholds
+
+
+# -- the measures ------------------------------------------------------------------------
+
+
+def turn_loudness(turns: Sequence[Turn], levels: dict[int, np.ndarray],
+                  thresholds: dict[int, float], shout_db: float) -> tuple[Turn, ...]:
+    """Copies of the turns with ``loudness_dbfs`` and ``shouting`` set."""
+    loud: list[float | None] = []
+    for t in turns:
+        lv = levels.get(t.channel)
+        if lv is None:
+            loud.append(None)
+            continue
+        lo, hi = int(t.start / FRAME_S), max(int(t.start / FRAME_S) + 1, int(np.ceil(t.end / FRAME_S)))
+        frames = lv[lo:hi]
+        if frames.size == 0:
+            loud.append(None)
+            continue
+        active = frames[frames > thresholds[t.channel]]
+        use = active if active.size else frames
+        loud.append(round(float(10 * np.log10(np.mean(10 ** (use / 10)))), 2))
+    medians: dict[str, float] = {}
+    for role in {t.role for t in turns}:
+        values = [v for t, v in zip(turns, loud, strict=True) if t.role == role and v is not None]
+        if len(values) >= 3:
+            medians[role] = float(np.median(values))
+    out = []
+    for t, v in zip(turns, loud, strict=True):
+        shouting = v is not None and t.role in medians and v - medians[t.role] >= shout_db
+        out.append(dataclasses.replace(t, loudness_dbfs=v, shouting=shouting))
+    return tuple(out)
+
+
+def is_backchannel(turn: Turn, max_s: float) -> bool:
+    """A short acknowledgement (嗯, 对, 好的 …) that does not take the floor."""
+    if turn.duration <= max_s:
+        return True
+    content = _NOT_CONTENT.sub("", turn.text).lower()
+    return turn.duration <= 2 * max_s and (content in BACKCHANNELS or set(content) <= set("嗯哦噢啊对是好"))
+
+
+def silences(runs: Sequence[Run], muted: Sequence[Span], call_id: str,
+             settings: MetricsSettings) -> list[Event]:
+    """Silence and hold events: gaps in everyone's speech inside the conversation."""
+    speech = union([(r.start, r.end) for r in runs] + list(muted))
+    events = []
+    for (_, prev_end), (next_start, _) in zip(speech, speech[1:], strict=False):
+        gap = next_start - prev_end
+        if gap >= settings.silence_min_s:
+            kind = "hold" if gap >= settings.hold_min_s else "silence"
+            events.append(Event(call_id, kind, "both", round(prev_end, 3), round(next_start, 3)))
+    return events
+
+
+def overlaps(runs: Sequence[Run], turns: Sequence[Turn], call_id: str,
+             settings: MetricsSettings) -> list[Event]:
+    """Interruption and overlap events between known roles (agent and customer)."""
+    known = [r for r in runs if r.role in ("agent", "customer")]
+    events = []
+    for b in known:
+        for a in known:
+            if a.role == b.role or not (a.start < b.start < a.end):
+                continue
+            overlap = min(a.end, b.end) - b.start
+            if overlap < settings.interruption_min_overlap_s:
+                continue
+            turn = turns[b.turn_index]
+            backchannel = is_backchannel(turn, settings.backchannel_max_s)
+            events.append(Event(
+                call_id, "overlap" if backchannel else "interruption", b.role,
+                round(b.start, 3), round(b.start + overlap, 3),
+                f"backchannel:{a.role}" if backchannel else a.role, turn.turn_id,
+            ))
+    return events
+
+
+def _chars(text: str) -> int:
+    return len(_COUNTED.findall(text))
+
+
+def analyse(
+    turns: Sequence[Turn],
+    channels: Sequence[np.ndarray] | None,
+    sample_rate: int,
+    duration_s: float,
+    settings: MetricsSettings,
+    muted: Sequence[Span] = (),
+) -> tuple[tuple[Turn, ...], Metrics, tuple[Event, ...]]:
+    """The metrics stage for one call.
+
+    ``channels`` are the decoded channels (None: use turn spans only); ``muted`` are spans
+    that hold speech even if it was masked (redactions). Returns the turns with loudness,
+    the call's metrics as (name, value) pairs, and its silence/hold/overlap events.
+    """
+    call_id = turns[0].call_id if turns else ""
+    runs, levels, thresholds = speech_runs(turns, channels, sample_rate)
+    turns = turn_loudness(turns, levels, thresholds, settings.shout_db) if levels else tuple(turns)
+    events = silences(runs, muted, call_id, settings) + overlaps(runs, turns, call_id, settings)
+    events.sort(key=lambda e: (e.start, e.type))
+
+    talk = {role: total([(r.start, r.end) for r in runs if r.role == role])
+            for role in ("agent", "customer", "unknown")}
+    speech_s = total([(r.start, r.end) for r in runs] + list(muted))
+    stereo = talk["agent"] > 0 or talk["customer"] > 0
+    pair = talk["agent"] + talk["customer"]
+    gaps = [e for e in events if e.type in ("silence", "hold")]
+    holds = [e for e in gaps if e.type == "hold"]
+    inter = [e for e in events if e.type == "interruption"]
+
+    agent_turns = [t for t in turns if t.role == "agent"]
+    latencies = []
+    for prev, nxt in zip(turns, turns[1:], strict=False):
+        if prev.role == "customer" and nxt.role == "agent":
+            gap = nxt.start - prev.end
+            if 0 <= gap < HOLD_GAP_REPLY_S:
+                latencies.append(gap)
+
+    def rate(role: str) -> float | None:
+        seconds = talk[role]
+        chars = sum(_chars(t.text) for t in turns if t.role == role)
+        return round(chars / (seconds / 60.0), 1) if seconds > 0 and chars else None
+
+    def median_loudness(role: str) -> float | None:
+        values = [t.loudness_dbfs for t in turns if t.role == role and t.loudness_dbfs is not None]
+        return round(float(np.median(values)), 2) if values else None
+
+    metrics: list[tuple[str, float | int | None]] = [
+        ("talk_s_agent", round(talk["agent"], 2)),
+        ("talk_s_customer", round(talk["customer"], 2)),
+        ("talk_s_unknown", round(talk["unknown"], 2)),
+        ("speech_s", round(speech_s, 2)),
+        ("nontalk_s", round(max(0.0, duration_s - speech_s), 2)),
+        ("talk_ratio_agent", round(talk["agent"] / pair, 3) if pair > 0 else None),
+        ("n_silences", len(gaps)),
+        ("longest_silence_s", round(max((e.duration for e in gaps), default=0.0), 2)),
+        ("silence_s", round(sum(e.duration for e in gaps), 2)),
+        ("n_holds", len(holds)),
+        ("hold_s", round(sum(e.duration for e in holds), 2)),
+        ("n_overlaps", sum(1 for e in events if e.type in ("overlap", "interruption")) if stereo else None),
+        ("overlap_s", round(sum(e.duration for e in events if e.type in ("overlap", "interruption")), 2)
+         if stereo else None),
+        ("n_interruptions_agent", sum(1 for e in inter if e.role == "agent") if stereo else None),
+        ("n_interruptions_customer", sum(1 for e in inter if e.role == "customer") if stereo else None),
+        ("rate_cpm_agent", rate("agent")),
+        ("rate_cpm_customer", rate("customer")),
+        ("rate_cpm_unknown", rate("unknown")),
+        ("agent_first_response_s", round(agent_turns[0].start, 2) if agent_turns else None),
+        ("agent_response_latency_s", round(float(np.mean(latencies)), 2) if latencies else None),
+        ("loudness_dbfs_agent", median_loudness("agent")),
+        ("loudness_dbfs_customer", median_loudness("customer")),
+        ("n_shouting_turns_agent", sum(1 for t in turns if t.role == "agent" and t.shouting)),
+        ("n_shouting_turns_customer", sum(1 for t in turns if t.role in ("customer", "unknown")
+                                          and t.shouting)),
+    ]
+    return tuple(turns), tuple(metrics), tuple(events)
