@@ -1,21 +1,269 @@
-"""Chinese text helpers shared by the stages: the jieba segmenter.
+"""The text stage: match-text normalisation, the jieba segmenter, and the per-call text pass.
 
-jieba's module-level ``cut`` is bound to a process-global Tokenizer, and importing it logs
-to stderr. We keep a private ``jieba.Tokenizer`` with its own cache file instead, built
-lazily once per process.
+A turn keeps two forms of its words. ``Turn.text`` is the display text: what Whisper wrote,
+readable, changed only by PII masking (speechqa/pii.py). ``Turn.match_text`` is
+``normalize(text)``, the form that compliance rules, sentiment and escalation match against,
+so that spellings of the same speech meet:
+
+- NFKC: full-width letters, digits and symbols become half-width; letters are lowercased.
+- Punctuation and whitespace: every run of them becomes one ASCII space, trimmed at the ends.
+  Whisper's commas and full stops fall wherever its decoder put them, so they carry no
+  meaning a rule could rely on; a matcher that wants to ignore clause boundaries deletes the
+  spaces. Kept: ``.`` and ``:`` between two digits or letters (1.5, 10:30, qq.com), the
+  symbols ``% + @ # * & = $ ¥ € £ ° ℃``, and PII masks such as ``[手机号]``, which stay
+  whole tokens. A thousands comma (``3,500``) is dropped.
+- Numerals: canonical form is Arabic digits. Chinese numerals are converted only where they
+  are certainly a number, because most 一 in speech are not (一下, 一直, 一样, 万一, 十分感谢):
+  a digit-by-digit string of three or more (工号八零一二 → 工号8012, 幺三八 → 138), a
+  well-formed place-value numeral of two or more characters (一百二十 → 120, 两万五 → 25000,
+  1万 → 10000, 2.5万 → 25000), a single numeral right before a measure word (三个 → 3个,
+  两点 → 2点, 十月 → 10月; not 一点儿, 一块儿, 快一点, 十分感谢) and 百分之五十 → 50%.
+  Approximations (三四个, 两三百) and a short list of set phrases (三三两两, 一次性,
+  三天两头 ...) are left alone. 点 stays a character: 十点半 → 10点半, 一点五 → 1点5.
+
+``normalize`` runs on every turn, so it is a handful of compiled regular expressions and
+costs some tens of microseconds per turn; it needs neither jieba nor cn2an.
+
+The segmenter is a private ``jieba.Tokenizer``: jieba's module-level ``cut`` is bound to a
+process-global Tokenizer, and importing it logs to stderr. We keep our own with its own cache
+file and a silenced logger, built lazily once per process and per user dictionary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import tempfile
+import unicodedata
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from speechqa.errors import ConfigError
+
+if TYPE_CHECKING:
+    from speechqa.calls import Event, Turn
+    from speechqa.config import TextSettings
+
+# ---------------------------------------------------------------------------------------------
+# Numerals
+
+#: Chinese characters that stand for one decimal digit. 幺 (1) and 洞 (0) are how digits are
+#: read out in phone and account numbers; they are digits only in digit-by-digit strings.
+CN_DIGIT_VALUES: dict[str, str] = {
+    "零": "0", "〇": "0", "洞": "0", "幺": "1", "一": "1", "二": "2", "两": "2", "三": "3",
+    "四": "4", "五": "5", "六": "6", "七": "7", "八": "8", "九": "9",
+}  # fmt: skip
+_PLACE_DIGITS = {c: int(v) for c, v in CN_DIGIT_VALUES.items() if c not in "洞幺"}
+_SMALL_UNITS = {"十": 10, "百": 100, "千": 1000}
+_BIG_UNITS = {"万": 10_000, "亿": 100_000_000}
+_TO_DIGITS = str.maketrans(CN_DIGIT_VALUES)
+
+_NUMERAL_CHARS = frozenset("0123456789" + "".join(CN_DIGIT_VALUES) + "十百千万亿")
+_RUN_CHARS = "0-9" + "".join(CN_DIGIT_VALUES) + "十百千万亿"  # as a regex class
+# Set phrases that contain numerals but are not numbers, and that the rules below would
+# otherwise convert (single-character ones such as 一下 or 万一 never are).
+_SET_PHRASES = (
+    "三三两两", "七七八八", "一五一十", "三七二十一", "九九八十一", "十万火急", "十万八千里",
+    "一本正经", "一条龙", "一笔勾销", "一个劲", "一次性", "一天到晚", "一年到头", "一年四季",
+    "一日三餐", "一日千里", "一分为二", "一毛不拔", "一声不吭", "三天两头", "三番五次",
+)  # fmt: skip
+# Measure words and units after which a lone numeral is a count (三个, 两天, 五块钱).
+_MEASURES = (
+    "分钟|小时|星期|公里|公斤|块钱|元|块|毛|角|分|秒|天|日|号|个|月|年|岁|周|次|点|位|张|台|件|单|笔|条"
+    "|份|期|项|遍|家|种|倍|折|楼|层|栋|套|部|辆|瓶|箱|斤|克|米|趟|通|集|季|名|晚|间|句|声|g"
+)
+_MEASURE = re.compile(f"(?:{_MEASURES})")
+_HAS_UNIT = re.compile("[十百千万亿]")
+# Only positions that may start a number are tried, and a lone numeral only before a measure
+# word or after "<numeral>点": most 一 in speech never reach Python code.
+_NUMERAL = re.compile(
+    f"(?=[{_RUN_CHARS}])(?:"
+    f"(?P<keep>{'|'.join(_SET_PHRASES)})"
+    f"|百分之(?P<pct>百|[{_RUN_CHARS}]+(?:[.点][{_RUN_CHARS}]+)?)"
+    r"|(?P<dec>[0-9]+\.[0-9]+)(?P<big>[万亿])(?![0-9])"
+    f"|(?P<run>[{_RUN_CHARS}]{{2,}})"
+    f"|(?P<one>[{_RUN_CHARS}])(?=(?:{_MEASURES}))"
+    f"|(?<=[{_RUN_CHARS}]点)(?P<after>[{_RUN_CHARS}])"
+    ")"
+)
 
 
-@lru_cache(maxsize=1)
-def tokenizer():
-    """speechqa's own jieba Tokenizer (default dictionary), initialised on first use."""
+def _parse_section(s: str, first: bool) -> int | None:
+    """Value of a place-value numeral below 10000 (三千五百, 一百零五, 十五), or None."""
+    if s.isascii() and s.isdigit():
+        return int(s)
+    total, pending, last_unit, zero = 0, None, 0, False
+    i = 0
+    while i < len(s):
+        ch = s[i]
+        if ch.isascii() and ch.isdigit():
+            j = i
+            while j < len(s) and s[j].isascii() and s[j].isdigit():
+                j += 1
+            if pending is not None or j - i > 1:  # "30百" is no numeral
+                return None
+            pending, i = int(s[i:j]), j
+            continue
+        if ch in _PLACE_DIGITS:
+            if pending is not None:
+                return None  # two digits in a row: an approximation such as 三四百
+            if _PLACE_DIGITS[ch] == 0:
+                if not last_unit:
+                    return None
+                zero = True
+            else:
+                pending = _PLACE_DIGITS[ch]
+        elif ch in _SMALL_UNITS:
+            unit = _SMALL_UNITS[ch]
+            if last_unit and unit >= last_unit:
+                return None
+            if pending is None and not (unit == 10 and ((first and not last_unit) or zero)):
+                return None  # 百 or 千 with no digit before it
+            total += (1 if pending is None else pending) * unit
+            pending, last_unit = None, unit
+        else:
+            return None
+        i += 1
+    if pending is not None:
+        # 三千五 is 3500 and 一百五 is 150: a last digit straight after 百 or 千 is one place down.
+        total += pending * (last_unit // 10 if last_unit >= 100 and not zero else 1)
+    return total
+
+
+def parse_numeral(s: str) -> int | None:
+    """The value of a Chinese (or mixed) place-value numeral such as 两万五 or 1万2千, or None.
+
+    Strict on purpose: approximations (三四百), set phrases (千万, 万一) and malformed strings
+    give None, so the caller leaves them as they are.
+    """
+    total, first, rest = 0, True, s
+    for big, mult in sorted(_BIG_UNITS.items(), key=lambda kv: -kv[1]):
+        if big not in rest:
+            continue
+        head, _, rest = rest.partition(big)
+        if big in rest or not head:
+            return None
+        value = _parse_section(head, first)
+        if value is None:
+            return None
+        total, first = total + value * mult, False
+        if rest.startswith(("零", "〇")):
+            rest = rest[1:]
+        elif len(rest) == 1 and rest in _PLACE_DIGITS:
+            return total + _PLACE_DIGITS[rest] * mult // 10  # 两万五 is 25000
+    if rest:
+        value = _parse_section(rest, first)
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def _lone_numeral_counts(text: str, start: int, end: int) -> bool:
+    """Whether the one-character numeral at ``text[start:end]`` is a count (三个, 两天, 十点)."""
+    m = _MEASURE.match(text, end)
+    if m is None:
+        # the minutes or decimals of 十点五 / 一点五: a numeral after "<numeral>点"
+        return text[start - 1 : start] == "点" and start >= 2 and text[start - 2] in _NUMERAL_CHARS
+    ch, measure, after = text[start], m.group(), text[m.end() : m.end() + 1]
+    if after == "儿" or text[start - 1 : start] == "几":  # 一块儿, 一点儿; 几十块
+        return False
+    if measure == "点" and ch == "一":  # 快一点 is "a bit"; 一点半 is half past one
+        return bool(after) and (after in "半钟" or after in _NUMERAL_CHARS)
+    if measure == "分" and ch == "十":  # 十分感谢 is "very"; 三点十分 is 3:10
+        return text[start - 1 : start] == "点"
+    return True
+
+
+def _convert_run(text: str, start: int, run: str) -> str:
+    if run.isascii():
+        return run
+    end = start + len(run)
+    if not _HAS_UNIT.search(run):
+        if len(run) >= 3:
+            return run.translate(_TO_DIGITS)  # a digit-by-digit string: 八零一二, 幺三八
+        if len(run) == 1 and run in _PLACE_DIGITS and _lone_numeral_counts(text, start, end):
+            return str(_PLACE_DIGITS[run])
+        return run
+    value = parse_numeral(run)
+    if value is None:
+        return run
+    if len(run) == 1 and not _lone_numeral_counts(text, start, end):
+        return run  # a lone 十 that counts nothing
+    return str(value)
+
+
+def _numeral_sub(m: re.Match[str]) -> str:
+    kind = m.lastgroup
+    if kind == "keep":
+        return m.group()
+    if kind == "pct":
+        pct = m.group("pct")
+        if pct == "百":
+            return "100%"
+        head, dot, frac = pct.replace("点", ".").partition(".")
+        value = parse_numeral(head)
+        if value is None or (frac and not frac.translate(_TO_DIGITS).isdigit()):
+            return m.group()
+        return f"{value}{dot}{frac.translate(_TO_DIGITS)}%"
+    if kind == "big":
+        amount = float(m.group("dec")) * _BIG_UNITS[m.group("big")]
+        return str(int(amount)) if amount.is_integer() else m.group()
+    return _convert_run(m.string, m.start(), m.group())
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation
+
+_HALF_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20}
+_MASK_SPLIT = re.compile(r"(\[[\u4e00-\u9fff]{1,8}\])")
+_THOUSANDS = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
+_INNER_MARK = re.compile(r"(?<=[0-9a-z])([.:])(?=[0-9a-z])")
+_MARK_HIDE = {".": "\ue000", ":": "\ue001"}
+_MARK_SHOW = str.maketrans({v: k for k, v in _MARK_HIDE.items()})
+_PUNCT = re.compile(r"[^\w%+@#*&=$¥€£°℃\ue000\ue001]+|_+")
+
+
+def _normalize_segment(seg: str) -> str:
+    if "." in seg or ":" in seg:
+        seg = _INNER_MARK.sub(lambda m: _MARK_HIDE[m.group()], seg)
+    seg = _PUNCT.sub(" ", seg).translate(_MARK_SHOW)
+    return _NUMERAL.sub(_numeral_sub, seg)
+
+
+def normalize(text: str) -> str:
+    """The match text of ``text``: half-width, lowercase, one kind of separator, Arabic numerals.
+
+    >>> normalize("工号八零一二，一共一百二十块！")
+    '工号8012 一共120块'
+    """
+    if not text:
+        return ""
+    if "," in text:
+        text = _THOUSANDS.sub("", text)
+    text = text.translate(_HALF_WIDTH)  # the common case, cheaply; NFKC does the rest
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    text = text.lower()
+    if "[" not in text:
+        return " ".join(_normalize_segment(text).split())
+    parts = _MASK_SPLIT.split(text)
+    out = [part if i % 2 else _normalize_segment(part) for i, part in enumerate(parts)]
+    return " ".join("".join(out).split())
+
+
+# ---------------------------------------------------------------------------------------------
+# Segmentation
+
+# A user word gets at least this frequency, about that of an everyday word in jieba's
+# dictionary, so it stays one token next to neighbours it could share a character with.
+_USER_WORD_FREQ = 2000
+
+
+def _new_tokenizer() -> Any:
     import jieba
 
     logging.getLogger("jieba").setLevel(logging.ERROR)
@@ -23,6 +271,39 @@ def tokenizer():
     tok.cache_file = str(Path(tempfile.gettempdir()) / "speechqa-jieba.cache")
     tok.initialize()
     return tok
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(user_words: tuple[str, ...], user_dict: str) -> Any:
+    if not user_words and not user_dict:
+        return _new_tokenizer()
+    tok = _new_tokenizer()
+    if user_dict:
+        path = Path(user_dict)
+        if not path.is_file():
+            raise ConfigError(f"{path}: jieba user dictionary not found ([text] user_dict)")
+        try:
+            tok.load_userdict(str(path))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{path}: not a jieba user dictionary ('word [freq] [tag]' per line, UTF-8): {exc}"
+            ) from None
+    for word in user_words:
+        word = word.strip()
+        if word:
+            tok.add_word(word, freq=max(tok.suggest_freq(word, False), _USER_WORD_FREQ))
+    return tok
+
+
+def tokenizer(user_words: Sequence[str] = (), user_dict: str = "") -> Any:
+    """speechqa's own jieba Tokenizer, initialised on first use and kept for the process.
+
+    With no arguments it has jieba's default dictionary only (what speechqa/lexicon.py
+    needs). ``user_words`` are added as single words; ``user_dict`` is a jieba user
+    dictionary file ("word [freq] [tag]" per line). Raises ConfigError naming a missing or
+    unreadable ``user_dict``.
+    """
+    return _tokenizer(tuple(user_words), str(user_dict))
 
 
 def word_frequency(word: str) -> int:
@@ -38,3 +319,39 @@ def token_bounds(text: str) -> frozenset[int]:
         pos += len(token)
         bounds.add(pos)
     return frozenset(bounds)
+
+
+def tokens(text: str, tokenizer: Any = None) -> tuple[str, ...]:
+    """jieba tokens of display text, without whitespace and punctuation.
+
+    A PII mask (``[手机号]``) is one token. The HMM for unknown words is off, as in the
+    lexicon: tokens come from the dictionaries only, so a user word decides segmentation.
+    """
+    tok = _tokenizer((), "") if tokenizer is None else tokenizer
+    out: list[str] = []
+    for i, part in enumerate(_MASK_SPLIT.split(text) if "[" in text else (text,)):
+        if i % 2:
+            out.append(part)
+            continue
+        out.extend(t for t in tok.cut(part, HMM=False) if any(c.isalnum() for c in t))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+def process_turns(turns: Sequence[Turn], settings: TextSettings) -> tuple[tuple[Turn, ...], tuple[Event, ...]]:
+    """The text stage for one call: PII masked (when ``settings.redact_pii``), then the match
+    text and tokens filled in. Returns new turns and the redaction events; changes nothing."""
+    from speechqa.pii import redact_turn
+
+    tok = tokenizer(settings.user_words, settings.user_dict)
+    out: list[Turn] = []
+    events: list[Event] = []
+    for turn in turns:
+        if settings.redact_pii:
+            turn, found = redact_turn(turn)
+            events.extend(found)
+        out.append(dataclasses.replace(turn, match_text=normalize(turn.text), tokens=tokens(turn.text, tok)))
+    return tuple(out), tuple(events)
