@@ -84,11 +84,22 @@ def frame_levels(samples: np.ndarray, sample_rate: int, frame_s: float = FRAME_S
     return 20.0 * np.log10(np.maximum(rms, 1e-6))
 
 
-def active_threshold(levels: np.ndarray) -> float:
-    """The level above which a frame of this channel is taken as someone talking."""
+def active_threshold(levels: np.ndarray, speech_level: float) -> float:
+    """The level above which a frame of this channel is taken as someone talking: clearly
+    above the noise floor, but never so close to the speech level that quiet syllables drop."""
     floor = float(np.percentile(levels, 10))
-    speech = float(np.percentile(levels, 95))
-    return max(SILENT_DBFS, min(floor + FLOOR_MARGIN_DB, speech - 6.0), speech - HEADROOM_DB)
+    return max(SILENT_DBFS, min(floor + FLOOR_MARGIN_DB, speech_level - 6.0), speech_level - HEADROOM_DB)
+
+
+def _frames(span: Span) -> slice:
+    return slice(int(span[0] / FRAME_S), max(int(span[0] / FRAME_S) + 1, int(np.ceil(span[1] / FRAME_S))))
+
+
+def speech_level(levels: np.ndarray, turns: Sequence[Turn]) -> float:
+    """The channel's talking level: the loud end of the frames inside its transcribed turns."""
+    inside = [levels[_frames((t.start, t.end))] for t in turns]
+    frames = np.concatenate(inside) if inside else levels
+    return float(np.percentile(frames if frames.size else levels, 90))
 
 
 def runs_from_mask(mask: np.ndarray, frame_s: float = FRAME_S, fill_gap_s: float = FILL_GAP_S,
@@ -98,7 +109,7 @@ def runs_from_mask(mask: np.ndarray, frame_s: float = FRAME_S, fill_gap_s: float
         return []
     padded = np.concatenate(([False], mask, [False])).astype(np.int8)
     edges = np.flatnonzero(np.diff(padded))
-    spans = [(s * frame_s, e * frame_s) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+    spans = [(float(s) * frame_s, float(e) * frame_s) for s, e in zip(edges[::2], edges[1::2], strict=True)]
     merged: list[Span] = []
     for start, end in spans:
         if merged and start - merged[-1][1] < fill_gap_s:
@@ -153,11 +164,11 @@ def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None,
         by_channel.setdefault(t.channel, []).append(i)
     for ch, samples in enumerate(channels):
         levels[ch] = lv = frame_levels(samples, sample_rate)
-        thresholds[ch] = thr = active_threshold(lv)
         owners = by_channel.get(ch, [])
+        talking = speech_level(lv, [turns[i] for i in owners])
+        thresholds[ch] = thr = active_threshold(lv, talking)
         if not owners:
             continue
-        speech_level = float(np.percentile(lv, 95))
         for span in runs_from_mask(lv > thr):
             best, best_overlap = -1, 0.0
             for i in owners:
@@ -168,9 +179,9 @@ def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None,
             if best < 0:
                 # Speech Whisper skipped: long and loud like this channel's talk, so it is
                 # counted for the nearest turn's speaker (a cough or a click is neither).
-                lo, hi = int(span[0] / FRAME_S), int(span[1] / FRAME_S)
-                loud = float(np.percentile(lv[lo:hi], 90)) if hi > lo else -120.0
-                if span[1] - span[0] < UNTRANSCRIBED_MIN_S or loud < speech_level - UNTRANSCRIBED_DB:
+                frames = lv[_frames(span)]
+                loud = float(np.percentile(frames, 90)) if frames.size else -120.0
+                if span[1] - span[0] < UNTRANSCRIBED_MIN_S or loud < talking - UNTRANSCRIBED_DB:
                     continue
                 best = min(owners, key=lambda i: min(abs(turns[i].start - span[1]),
                                                      abs(turns[i].end - span[0])))
@@ -190,8 +201,7 @@ def turn_loudness(turns: Sequence[Turn], levels: dict[int, np.ndarray],
         if lv is None:
             loud.append(None)
             continue
-        lo, hi = int(t.start / FRAME_S), max(int(t.start / FRAME_S) + 1, int(np.ceil(t.end / FRAME_S)))
-        frames = lv[lo:hi]
+        frames = lv[_frames((t.start, t.end))]
         if frames.size == 0:
             loud.append(None)
             continue

@@ -82,3 +82,24 @@ def transcript(*channels_segments, duration=60.0):
         asr_seconds=1.0,
         language="zh",
     )
+
+
+RECORDINGS = ROOT / "recordings"
+
+
+@pytest.fixture(scope="session")
+def recordings_run(model_dir, asr_cache, tmp_path_factory):
+    """The real pipeline, real model, on the ten committed sample calls in recordings/."""
+    from speechqa.pipeline import run_batch
+
+    out = tmp_path_factory.mktemp("recordings-run")
+    return run_batch(RECORDINGS, out, settings_for(asr_cache))
+
+
+def turn(start, end, text="你好", role="agent", channel=None, call_id="c1", index=1, **kw):
+    from speechqa.calls import Turn
+
+    channel = channel if channel is not None else (1 if role == "customer" else 0)
+    return Turn(call_id=call_id, turn_id=f"{call_id}-{role}-{index:04d}", role=role, channel=channel,
+                start=start, end=end, text=text, avg_logprob=-0.3, no_speech_prob=0.01,
+                compression_ratio=1.2, **kw)

@@ -1,0 +1,235 @@
+"""Conversation metrics: unit checks on synthetic signals, then the committed calls' truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from speechqa import metrics
+from speechqa.config import MetricsSettings
+from tests.conftest import FIXTURE_CALLS, RECORDINGS, turn
+
+RATE = 8000
+SETTINGS = MetricsSettings()
+
+
+def tone(seconds: float, level_dbfs: float = -22.0, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * 300 * t) * np.sqrt(2) * 10 ** (level_dbfs / 20)).astype(np.float32)
+
+
+def line(duration: float, spans, levels=None, rate: int = RATE, seed: int = 0) -> np.ndarray:
+    """A channel of faint noise with 'speech' (a tone) in the given spans."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(int(duration * rate)) * 10 ** (-55 / 20)).astype(np.float32)
+    for i, (start, end) in enumerate(spans):
+        level = levels[i] if levels else -22.0
+        seg = tone(end - start, level)
+        x[int(start * rate): int(start * rate) + len(seg)] += seg
+    return x
+
+
+def events_of(events, kind):
+    return [e for e in events if e.type == kind]
+
+
+def test_runs_bridge_short_gaps_and_drop_clicks():
+    mask = np.zeros(200, bool)
+    mask[10:50] = True  # 0.2-1.0 s
+    mask[60:100] = True  # 1.2-2.0 s: a 0.2 s pause, bridged
+    mask[180:182] = True  # a 40 ms click, dropped
+    runs = metrics.runs_from_mask(mask)
+    assert len(runs) == 1
+    assert runs[0][0] == pytest.approx(0.2 - metrics.RUN_PAD_S)
+    assert runs[0][1] == pytest.approx(2.0 + metrics.RUN_PAD_S)
+
+
+def test_silence_and_hold_between_speech_on_two_channels():
+    agent = line(40, [(0.5, 5.0), (12.0, 15.0), (30.0, 35.0)])
+    customer = line(40, [(5.5, 6.0 + 0.5)], seed=1)
+    turns = [turn(0.5, 5.0), turn(5.5, 6.5, "我想查话费", role="customer"), turn(12.0, 15.0, index=2),
+             turn(30.0, 35.0, index=3)]
+    _, m, events = metrics.analyse(turns, [agent, customer], RATE, 40.0, SETTINGS)
+    silences, holds = events_of(events, "silence"), events_of(events, "hold")
+    assert [(round(e.start), round(e.end)) for e in silences] == [(7, 12)]  # 6.5 → 12.0
+    assert [(round(e.start), round(e.end)) for e in holds] == [(15, 30)]
+    d = dict(m)
+    assert d["n_silences"] == 2 and d["n_holds"] == 1
+    assert d["longest_silence_s"] == pytest.approx(15.0, abs=0.2)
+    assert d["talk_s_agent"] == pytest.approx(12.5, abs=0.4)
+    assert d["talk_s_customer"] == pytest.approx(1.0, abs=0.2)
+
+
+def test_a_redacted_span_is_not_silence():
+    agent = line(20, [(0.5, 2.0), (9.0, 10.0)])
+    customer = line(20, [], seed=1)
+    turns = [turn(0.5, 2.0), turn(9.0, 10.0, index=2)]
+    _, _, events = metrics.analyse(turns, [agent, customer], RATE, 20.0, SETTINGS)
+    assert events_of(events, "silence")
+    _, _, events = metrics.analyse(turns, [agent, customer], RATE, 20.0, SETTINGS, muted=[(4.0, 6.0)])
+    assert not events_of(events, "silence") and not events_of(events, "hold")
+
+
+def test_a_cough_during_a_hold_does_not_break_it():
+    agent = line(40, [(0.5, 3.0), (15.0, 15.3), (30.0, 33.0)])  # 0.3 s noise burst, no words
+    customer = line(40, [], seed=1)
+    turns = [turn(0.5, 3.0), turn(30.0, 33.0, index=2)]
+    _, _, events = metrics.analyse(turns, [agent, customer], RATE, 40.0, SETTINGS)
+    assert [(round(e.start), round(e.end)) for e in events_of(events, "hold")] == [(3, 30)]
+
+
+def test_speech_whisper_missed_still_counts_as_talk():
+    agent = line(30, [(0.5, 3.0), (10.0, 14.0), (25.0, 28.0)])
+    customer = line(30, [], seed=1)
+    turns = [turn(0.5, 3.0), turn(25.0, 28.0, index=2)]  # nothing transcribed at 10-14 s
+    _, m, events = metrics.analyse(turns, [agent, customer], RATE, 30.0, SETTINGS)
+    assert dict(m)["talk_s_agent"] == pytest.approx(9.5, abs=0.4)
+    # two gaps around the untranscribed speech, not one 22 s hold over it
+    assert [(e.type, round(e.start), round(e.end)) for e in events] == [("silence", 3, 10), ("hold", 14, 25)]
+
+
+def test_interruption_versus_backchannel():
+    agent = line(20, [(1.0, 8.0)])
+    customer = line(20, [(3.0, 5.0), (7.0, 7.5)], seed=1)
+    turns = [turn(1.0, 8.0, "您好我这边看到您的账单里有一笔流量包的费用"),
+             turn(3.0, 5.0, "不对我根本没开通", role="customer"),
+             turn(7.0, 7.5, "嗯", role="customer", index=2)]
+    _, m, events = metrics.analyse(turns, [agent, customer], RATE, 20.0, SETTINGS)
+    inter = events_of(events, "interruption")
+    assert [(e.role, e.detail, round(e.start), round(e.end)) for e in inter] == [
+        ("customer", "agent", 3.0, 5.0)]
+    assert [e.detail for e in events_of(events, "overlap")] == ["backchannel:agent"]
+    d = dict(m)
+    assert d["n_interruptions_customer"] == 1 and d["n_interruptions_agent"] == 0
+    assert d["n_overlaps"] == 2
+
+
+def test_mono_calls_have_no_interruption_counts():
+    mix = line(10, [(0.5, 4.0), (3.0, 6.0)])
+    turns = [turn(0.5, 4.0, role="unknown", channel=0), turn(4.2, 6.0, role="unknown", channel=0, index=2)]
+    _, m, events = metrics.analyse(turns, [mix], RATE, 10.0, SETTINGS)
+    assert dict(m)["n_interruptions_agent"] is None
+    assert not events_of(events, "interruption")
+
+
+def test_loudness_and_shouting_relative_to_the_speaker():
+    spans = [(0.5, 2.5), (3.0, 5.0), (5.5, 7.5), (8.0, 10.0)]
+    customer = line(12, spans, levels=[-26, -26, -26, -14], seed=1)
+    agent = line(12, [], seed=2)
+    turns = [turn(s, e, "你们怎么回事", role="customer", index=i) for i, (s, e) in enumerate(spans, 1)]
+    out, m, _ = metrics.analyse(turns, [agent, customer], RATE, 12.0, SETTINGS)
+    assert [t.shouting for t in out] == [False, False, False, True]
+    assert out[0].loudness_dbfs == pytest.approx(-26, abs=1.0)
+    assert dict(m)["n_shouting_turns_customer"] == 1
+
+
+def test_rate_first_response_and_latency():
+    agent = line(20, [(1.0, 4.0), (6.0, 9.0)])
+    customer = line(20, [(4.5, 5.5)], seed=1)
+    turns = [turn(1.0, 4.0, "您好欢迎致电星辰通信"), turn(4.5, 5.5, "查话费", role="customer"),
+             turn(6.0, 9.0, "好的请您稍等", index=2)]
+    _, m, _ = metrics.analyse(turns, [agent, customer], RATE, 20.0, SETTINGS)
+    d = dict(m)
+    assert d["agent_first_response_s"] == 1.0
+    assert d["agent_response_latency_s"] == pytest.approx(0.5)
+    assert d["rate_cpm_agent"] == pytest.approx(16 / (6.1 / 60), rel=0.05)
+
+
+def test_without_audio_turn_spans_are_used():
+    turns = [turn(0.0, 2.0), turn(10.0, 12.0, index=2)]
+    out, m, events = metrics.analyse(turns, None, RATE, 12.0, SETTINGS)
+    assert dict(m)["talk_s_agent"] == 4.0 and out[0].loudness_dbfs is None
+    assert [e.type for e in events] == ["silence"]
+
+
+# -- against the committed calls' ground truth (real model, real audio) ---------------------
+
+TOL_S = 0.5
+
+
+def _truths():
+    found = {}
+    for folder in (RECORDINGS, FIXTURE_CALLS):
+        for path in sorted(folder.glob("*.truth.json")):
+            found[path.name.removesuffix(".truth.json")] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+@pytest.fixture(scope="module")
+def analysed(recordings_run, fixture_run):
+    tables = {}
+    for name in ("calls", "events", "turns"):
+        tables[name] = pd.concat([pd.read_parquet(run.out / f"{name}.parquet")
+                                  for run in (recordings_run, fixture_run)], ignore_index=True)
+    return tables
+
+
+@pytest.mark.e2e
+def test_silences_and_holds_match_the_truth(analysed):
+    events = analysed["events"]
+    checked = 0
+    for call_id, truth in _truths().items():
+        want = sorted((e["type"], e["start"], e["end"]) for e in truth["events"]
+                      if e["type"] in ("silence", "hold"))
+        got = events[(events.call_id == call_id) & events.type.isin(["silence", "hold"])]
+        got = sorted(zip(got.type, got.start, got.end, strict=True))
+        assert len(got) == len(want), f"{call_id}: expected {want}, found {got}"
+        for (wt, ws, we), (gt, gs, ge) in zip(want, got, strict=True):
+            assert gt == wt and abs(gs - ws) <= TOL_S and abs(ge - we) <= TOL_S, (call_id, want, got)
+            checked += 1
+    assert checked >= 6
+
+
+@pytest.mark.e2e
+def test_barge_ins_found_on_stereo_calls_and_only_there(analysed):
+    events = analysed["events"]
+    checked = 0
+    for call_id, truth in _truths().items():
+        if truth["layout"] != "stereo":
+            continue  # one channel cannot say who spoke over whom until speakers are separated
+        want = [e for e in truth["events"] if e["type"] == "barge_in"]
+        got = events[(events.call_id == call_id) & (events.type == "interruption")]
+        assert len(got) == len(want), f"{call_id}: expected {want}, found {got.to_dict('records')}"
+        for w in want:
+            match = got[(got.role == w["role"]) & (got.detail == w["interrupted_role"])
+                        & ((got.start - w["start"]).abs() <= TOL_S)]
+            assert len(match) == 1, (call_id, w, got.to_dict("records"))
+            checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.e2e
+def test_talk_times_within_five_percent_on_stereo_calls(analysed):
+    calls = analysed["calls"].set_index("call_id")
+    for call_id, truth in _truths().items():
+        if truth["layout"] != "stereo":
+            continue
+        for role, want in truth["talk_time_s"].items():
+            got = calls.loc[call_id, f"talk_s_{role}"]
+            assert abs(got - want) <= 0.05 * want, f"{call_id} {role}: {got} vs truth {want}"
+
+
+@pytest.mark.e2e
+def test_stereo_roles_follow_the_truth_even_when_the_channels_are_swapped(analysed):
+    turns = analysed["turns"]
+    for call_id, truth in _truths().items():
+        if truth["layout"] != "stereo":
+            continue
+        mine = turns[turns.call_id == call_id]
+        agent_channel = truth["channels"]["agent"]
+        assert set(mine[mine.role == "agent"].channel) == {agent_channel}, call_id
+
+
+@pytest.mark.e2e
+def test_angry_customers_start_lower_than_they_end(analysed):
+    calls = analysed["calls"].set_index("call_id")
+    angry = [c for c, t in _truths().items()
+             if t["layout"] == "stereo" and t["mood_arc"].startswith("angry->")
+             and not t["mood_arc"].endswith("angry")]
+    assert len(angry) >= 2
+    for call_id in angry:
+        row = calls.loc[call_id]
+        assert row.customer_sentiment_start < row.customer_sentiment_end, call_id
