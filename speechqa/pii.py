@@ -28,6 +28,11 @@ stops, or a filler such as 嗯) are joined before they are classified, so 138 12
 longest typed number wins at each position; leftover groups that together reach 11 digits
 are masked as ``number``.
 
+Whisper also writes spoken digits as their homophones (以三把一二三四五六七八 for
+13812345678: 以 = yi, 把 = ba). A stretch of at least seven digit-like characters, most of
+them (60%) real digits and the rest homophones of digits (以, 要, 而, 山, 是, 我, 留, 期, 把,
+就, 令 …), is read as a number and typed like any other (``number`` when it fits no type).
+
 Kept readable, because reviewers need them: every shorter number that is not one of the
 above (prices 2499, staff numbers 工号8012, dates 3月15号, times 10点半, amounts 120元,
 order fragments, short service numbers such as 95588 or 10086). Detection works on one
@@ -224,12 +229,76 @@ def _chain_spans(text: str, chain: list[_Group]) -> list[PiiSpan]:
     return spans
 
 
+# Characters whisper-base writes for a spoken digit it did not recognise as one (by sound).
+_HOMOPHONE_DIGITS: dict[str, str] = {
+    **dict.fromkeys("以已亿意衣依医易义移伊要腰妖邀", "1"),
+    **dict.fromkeys("而儿耳尔", "2"),
+    **dict.fromkeys("山伞散叁", "3"),
+    **dict.fromkeys("是事似思死寺", "4"),
+    **dict.fromkeys("我无吴午舞武屋", "5"),
+    **dict.fromkeys("留流刘柳溜陆", "6"),
+    **dict.fromkeys("期起其齐奇妻气骑", "7"),
+    **dict.fromkeys("把吧巴爸拔芭霸", "8"),
+    **dict.fromkeys("就久酒旧救", "9"),
+    **dict.fromkeys("令领玲灵铃凌", "0"),
+}
+_SOUNDS_LIKE_DIGITS = re.compile(
+    "[0-9０-９{d}{h}](?:[\s,，、\-]?[0-9０-９{d}{h}])+".format(d=_CN_DIGITS, h="".join(_HOMOPHONE_DIGITS))
+)
+_SPOKEN_MIN_DIGITS = 7
+_SPOKEN_MIN_REAL = 0.6
+
+
+def _spoken_numbers(text: str, taken: list[tuple[int, int]]) -> list[PiiSpan]:
+    """Numbers read out digit by digit that ASR wrote partly as homophones of digits, or
+    wholly in Chinese digits but too short for a type (a fragment of a phone or ID number).
+
+    Homophones at either end may be ordinary words (是, 我, 就 …): a variant without them is
+    tried too, and the span that reads as a typed number wins; otherwise the run without
+    them must still hold seven digit-like characters, most of them real digits.
+    """
+    spans = []
+    for m in _SOUNDS_LIKE_DIGITS.finditer(text):
+        if any(s < m.end() and m.start() < e for s, e in taken):
+            continue
+        chars = [(m.start() + i, c) for i, c in enumerate(m.group())
+                 if c in _DIGIT_VALUE or c in _HOMOPHONE_DIGITS]
+        variants = []
+        for lo in range(4):
+            for hi in range(4):
+                part = chars[lo: len(chars) - hi]
+                trimmed = chars[:lo] + chars[len(chars) - hi:]
+                if len(part) >= _SPOKEN_MIN_DIGITS and all(c in _HOMOPHONE_DIGITS for _, c in trimmed):
+                    variants.append(part)
+        best = None
+        for part in variants:
+            digits = "".join(_DIGIT_VALUE.get(c) or _HOMOPHONE_DIGITS[c] for _, c in part)
+            kind = classify(digits)
+            if kind in _STRONG:
+                best = (part, kind)
+                break
+        if best is None:
+            cores = [p for p in variants if p[0][1] in _DIGIT_VALUE and p[-1][1] in _DIGIT_VALUE]
+            if not cores:
+                continue
+            core = max(cores, key=len)
+            real = sum(1 for _, c in core if c in _DIGIT_VALUE)
+            spoken = any(c in _HOMOPHONE_DIGITS or c in CN_DIGIT_VALUES for _, c in core)
+            if not spoken or real < _SPOKEN_MIN_REAL * len(core):
+                continue
+            best = (core, "number")
+        part, kind = best
+        spans.append(PiiSpan(kind, part[0][0], part[-1][0] + 1, MASKS[kind]))
+    return spans
+
+
 def find_pii(text: str) -> list[PiiSpan]:
     """The PII in ``text``, as non-overlapping spans sorted by position."""
     spans = [PiiSpan("email", m.start(), m.end(), MASKS["email"]) for m in _EMAIL.finditer(text)]
     taken = [(s.start, s.end) for s in spans]
     for chain in _chains(text, taken):
         spans.extend(_chain_spans(text, chain))
+    spans.extend(_spoken_numbers(text, [(s.start, s.end) for s in spans]))
     return sorted(spans, key=lambda s: s.start)
 
 

@@ -354,3 +354,26 @@ def test_short_numbers_next_to_pii_stay():
     text, spans = redact_text(sentence)
     assert text == "工号8012，手机[手机号]，价格2499元，3月15号"
     assert [s.kind for s in spans] == ["mobile"]
+
+
+# What whisper-base really wrote for numbers read out on the committed calls: digits heard
+# as their homophones (以 = yi, 把 = ba, 亿 = yi), fragments of a longer number.
+@pytest.mark.parametrize(
+    ("heard", "secret"),
+    [
+        ("以三把一二三四五六七八,基主就是我本人。", "13812345678"),
+        ("有没有别的套餐可以换?我号码是以三八零零以三八零零零。", "13800138000"),
+        ("计号,是又发零零二亿三亿四。", "0021314"),
+        ("身份证是一周九零零三零七一二三九。", "9003071239"),
+        ("我就把一二三四五六七给你", "1234567"),
+    ],
+)
+def test_numbers_heard_as_homophones_are_masked(heard, secret):
+    text, spans = redact_text(heard)
+    assert spans and not leaks(secret, text), text
+
+
+@pytest.mark.parametrize("sentence", ["订单号后六位是123456", "第一期就把钱交了", "我就是想问一下三四个月以前的事",
+                                      "2024-03-15 10:30", "我要去工信部投诉你们"])
+def test_homophones_alone_are_not_numbers(sentence):
+    assert redact_text(sentence) == (sentence, [])
