@@ -46,9 +46,11 @@ def main() -> None:
 @click.option("--cache-dir", type=click.Path(path_type=Path),
               help="Transcript cache (default OUT/.cache).")
 @click.option("--force", is_flag=True, help="Transcribe again even when a cached transcript exists.")
+@click.option("--keep-pii", is_flag=True,
+              help="Write customer phone, ID, card numbers and e-mails unmasked (recorded in run.json).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary (for cron); errors only.")
 def run(input_path, out, config_path, model, device, compute_type, language, beam_size, cache_dir,
-        force, quiet):
+        force, keep_pii, quiet):
     """Transcribe a folder of recordings (or a manifest CSV) into OUT.
 
     INPUT is a folder (its calls.csv manifest is joined when present) or a manifest CSV
@@ -67,6 +69,7 @@ def run(input_path, out, config_path, model, device, compute_type, language, bea
     overrides = {
         "asr": {k: v for k, v in asr_flags.items() if v is not None},
         "batch": {"cache_dir": str(cache_dir)} if cache_dir else {},
+        "text": {"redact_pii": False} if keep_pii else {},
     }
     bar = None
 

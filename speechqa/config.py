@@ -143,7 +143,7 @@ class MetricsSettings:
     hold_min_s: float = 10.0  # a silence at least this long on both channels is a hold
     backchannel_max_s: float = 1.0  # a short 嗯 / 对 / 好的 over the other party is not an interruption
     interruption_min_overlap_s: float = 0.3  # shorter overlaps are crosstalk, not barge-in
-    shout_db: float = 8.0  # a turn this many dB above the speaker's median level is shouting
+    shout_db: float = 5.0  # a turn this many dB above the speaker's median level is shouting
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from pathlib import Path
 
 from speechqa.config import LexiconSettings
 from speechqa.errors import ConfigError
+from speechqa.phonetic import char_pinyin as _char_pinyin
+from speechqa.phonetic import fuzzy
+from speechqa.phonetic import is_han as _is_han
 from speechqa.text import token_bounds, word_frequency
-
-_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))
-_FUZZY_FINALS = (("eng", "en"), ("ing", "in"), ("ang", "an"))
 
 
 @dataclass(frozen=True)
@@ -51,32 +51,6 @@ class Correction:
     start: int  # character offset in the text
     heard: str
     term: str
-
-
-def _is_han(ch: str) -> bool:
-    return "\u4e00" <= ch <= "\u9fff"
-
-
-def fuzzy(syllable: str) -> str:
-    """Collapse the sound pairs that accents and ASR confuse."""
-    for a, b in _FUZZY_INITIALS:
-        if syllable.startswith(a):
-            syllable = b + syllable[len(a):]
-            break
-    if syllable.startswith("n"):
-        syllable = "l" + syllable[1:]
-    for a, b in _FUZZY_FINALS:
-        if syllable.endswith(a):
-            syllable = syllable[: -len(a)] + b
-            break
-    return syllable
-
-
-@lru_cache(maxsize=8192)
-def _char_pinyin(ch: str) -> str | None:
-    from pypinyin import lazy_pinyin
-
-    return lazy_pinyin(ch)[0] if _is_han(ch) else None
 
 
 def read_terms(path: Path) -> list[str]:

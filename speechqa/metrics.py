@@ -59,10 +59,11 @@ UNTRANSCRIBED_MIN_S = 1.0  # an untranscribed active run this long ...
 UNTRANSCRIBED_DB = 12.0  # ... and within this many dB of the channel's speech level is speech
 HOLD_GAP_REPLY_S = 10.0  # a customer→agent gap longer than this is not a response latency
 
-BACKCHANNELS = frozenset(
-    "嗯 嗯嗯 嗯哼 哦 噢 喔 啊 对 对对 对对对 对的 是 是的 是是 好 好的 好好 行 可以 明白 明白了 知道了 了解 "
-    "ok okay 嗯对 嗯好 嗯是 哦哦 哦好".split()
-)
+BACKCHANNELS = frozenset((
+    "嗯", "嗯嗯", "嗯哼", "哦", "噢", "喔", "啊", "对", "对对", "对对对", "对的", "是", "是的",
+    "是是", "好", "好的", "好好", "行", "可以", "明白", "明白了", "知道了", "了解", "ok", "okay",
+    "嗯对", "嗯好", "嗯是", "哦哦", "哦好",
+))
 _NOT_CONTENT = re.compile(r"[^\w]|_", re.UNICODE)
 _COUNTED = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 

@@ -17,14 +17,29 @@ from speechqa.calls import CallResult, Failure, Recording
 from speechqa.files import write_atomic
 
 TURN_COLUMNS = [
-    "call_id", "turn_id", "role", "channel", "start", "end", "text", "flags", "corrections",
+    "call_id", "turn_id", "role", "channel", "start", "end", "text", "match_text", "tokens",
+    "sentiment", "loudness_dbfs", "shouting", "redactions", "flags", "corrections",
     "avg_logprob", "no_speech_prob", "compression_ratio",
 ]
 WORD_COLUMNS = ["call_id", "turn_id", "start", "end", "word", "probability"]
+ESCALATION_KINDS = ("complaint", "regulator", "media", "lawyer", "supervisor", "cancellation")
+METRIC_COLUMNS = [
+    "talk_s_agent", "talk_s_customer", "talk_s_unknown", "speech_s", "nontalk_s", "talk_ratio_agent",
+    "n_silences", "longest_silence_s", "silence_s", "n_holds", "hold_s", "n_overlaps", "overlap_s",
+    "n_interruptions_agent", "n_interruptions_customer", "rate_cpm_agent", "rate_cpm_customer",
+    "rate_cpm_unknown", "agent_first_response_s", "agent_response_latency_s",
+    "loudness_dbfs_agent", "loudness_dbfs_customer", "n_shouting_turns_agent",
+    "n_shouting_turns_customer",
+]
+SENTIMENT_COLUMNS = [
+    f"{role}_sentiment_{what}" for role in ("customer", "agent") for what in ("start", "end", "min", "mean")
+] + ["sentiment_trajectory"]
 CALL_COLUMNS = [
     "call_id", "path", "duration_s", "channels", "status", "model", "asr_seconds", "cached",
-    "n_turns", "n_flagged_turns", "audio_sha256",
+    "n_turns", "n_flagged_turns", *METRIC_COLUMNS, *SENTIMENT_COLUMNS, "escalated", "escalations",
+    *(f"escalation_{kind}" for kind in ESCALATION_KINDS), "n_redactions", "audio_sha256",
 ]
+EVENT_COLUMNS = ["call_id", "type", "role", "start", "end", "duration", "detail", "turn_id"]
 FAILURE_COLUMNS = ["call_id", "path", "stage", "reason"]
 
 
@@ -47,7 +62,9 @@ def turns_frame(results: Iterable[CallResult]) -> pd.DataFrame:
     rows = [
         {
             "call_id": t.call_id, "turn_id": t.turn_id, "role": t.role, "channel": t.channel,
-            "start": t.start, "end": t.end, "text": t.text, "flags": ";".join(t.flags),
+            "start": t.start, "end": t.end, "text": t.text, "match_text": t.match_text,
+            "tokens": " ".join(t.tokens), "sentiment": t.sentiment, "loudness_dbfs": t.loudness_dbfs,
+            "shouting": t.shouting, "redactions": ";".join(t.redactions), "flags": ";".join(t.flags),
             "corrections": ";".join(t.corrections),
             "avg_logprob": t.avg_logprob, "no_speech_prob": t.no_speech_prob,
             "compression_ratio": t.compression_ratio,
@@ -55,7 +72,9 @@ def turns_frame(results: Iterable[CallResult]) -> pd.DataFrame:
         for r in results
         for t in r.turns
     ]
-    return _frame(rows, TURN_COLUMNS, {"channel": "int64", "start": "float64", "end": "float64"})
+    return _frame(rows, TURN_COLUMNS, {"channel": "int64", "start": "float64", "end": "float64",
+                                       "sentiment": "Float64", "loudness_dbfs": "Float64",
+                                       "shouting": "boolean"})
 
 
 def words_frame(results: Iterable[CallResult]) -> pd.DataFrame:
@@ -90,14 +109,40 @@ def calls_frame(
                 asr_seconds=result.asr_seconds, cached=result.cached, n_turns=len(result.turns),
                 n_flagged_turns=sum(1 for t in result.turns if t.flags),
                 audio_sha256=result.audio_sha256,
+                n_redactions=sum(len(t.redactions) for t in result.turns),
             )
+            row.update(dict(result.metrics))
+            sent = result.sentiment
+            for role in ("customer", "agent"):
+                for what in ("start", "end", "min", "mean"):
+                    value = getattr(getattr(sent, role), what)
+                    row[f"{role}_sentiment_{what}"] = None if value is None else round(value, 4)
+            row["sentiment_trajectory"] = sent.trajectory
+            kinds = sorted({e.detail for e in result.events if e.type == "escalation"})
+            row.update(escalated=bool(kinds), escalations=";".join(kinds))
+            row.update({f"escalation_{kind}": kind in kinds for kind in ESCALATION_KINDS})
         else:
             row.update(status="failed" if rec.call_id in failed else "skipped")
         row.update({k: v for k, v in rec.meta if k not in CALL_COLUMNS})
         rows.append(row)
-    return _frame(rows, CALL_COLUMNS + meta_columns,
-                  {"duration_s": "float64", "channels": "Int64", "asr_seconds": "float64",
-                   "cached": "boolean", "n_turns": "Int64", "n_flagged_turns": "Int64"})
+    dtypes = {"duration_s": "float64", "channels": "Int64", "asr_seconds": "float64",
+              "cached": "boolean", "n_turns": "Int64", "n_flagged_turns": "Int64",
+              "n_redactions": "Int64", "escalated": "boolean"}
+    dtypes |= {c: "Int64" if c.startswith("n_") else "Float64" for c in METRIC_COLUMNS}
+    dtypes |= {c: "Float64" for c in SENTIMENT_COLUMNS if c != "sentiment_trajectory"}
+    dtypes |= {f"escalation_{kind}": "boolean" for kind in ESCALATION_KINDS}
+    return _frame(rows, CALL_COLUMNS + meta_columns, dtypes)
+
+
+def events_frame(results: Iterable[CallResult]) -> pd.DataFrame:
+    """One row per silence, hold, overlap, interruption, escalation and redaction."""
+    rows = [
+        {"call_id": e.call_id, "type": e.type, "role": e.role, "start": e.start, "end": e.end,
+         "duration": round(e.end - e.start, 3), "detail": e.detail, "turn_id": e.turn_id}
+        for r in results
+        for e in r.events
+    ]
+    return _frame(rows, EVENT_COLUMNS, {"start": "float64", "end": "float64", "duration": "float64"})
 
 
 def failures_frame(failures: Iterable[Failure]) -> pd.DataFrame:

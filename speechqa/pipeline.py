@@ -1,4 +1,4 @@
-"""Runs the stages for a batch: ingest → audio → asr → turns → outputs.
+"""Runs the stages for a batch: ingest → audio → asr → text → sentiment → metrics → outputs.
 
 ``process_recording`` is a pure function of a recording and a ``Context`` (plain, picklable
 data), so a parallel or Ray executor can run it anywhere; its only side effect is the
@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from speechqa import __version__, asr, audio, ingest, outputs
-from speechqa.calls import CallResult, Failure, Recording
+from speechqa import __version__, asr, audio, ingest, metrics, outputs, sentiment, text
+from speechqa.calls import CallResult, Event, Failure, Recording
 from speechqa.config import Settings
 from speechqa.errors import AudioError, SpeechQAError
 from speechqa.lexicon import Lexicon, lexicon_for
@@ -69,9 +69,10 @@ def make_context(settings: Settings, out: Path, *, force: bool = False) -> Conte
 
 
 def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
-    """Transcribe (or fetch from cache) one recording and split it into turns."""
+    """Transcribe (or fetch from cache) one recording, split it into turns and analyse it."""
     timings: dict[str, float] = {}
     stage = "read"
+    settings = ctx.settings
     try:
         t0 = time.perf_counter()
         sha = audio.content_sha256(rec.path)
@@ -79,6 +80,7 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         key = asr.cache_key(sha, ctx.model.sha256, ctx.compute_type, ctx.settings.asr)
         transcript = None if ctx.force else asr.load_cached(ctx.cache_dir, key)
         cached = transcript is not None
+        decoded = None
         if transcript is None:
             stage = "decode"
             t0 = time.perf_counter()
@@ -96,6 +98,29 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels,
                              ctx.settings.turns, ctx.settings.guards, ctx.lexicon)
         timings["turns"] = time.perf_counter() - t0
+
+        stage = "text"
+        t0 = time.perf_counter()
+        turns, redactions = text.process_turns(turns, settings.text)
+        timings["text"] = time.perf_counter() - t0
+
+        stage = "sentiment"
+        t0 = time.perf_counter()
+        turns = sentiment.score_turns(turns, sentiment.load_model(settings.sentiment.model))
+        call_sentiment = sentiment.call_sentiment(turns, settings.sentiment)
+        escalations = sentiment.escalations(turns)
+        timings["sentiment"] = time.perf_counter() - t0
+
+        stage = "metrics"
+        t0 = time.perf_counter()
+        if decoded is None:  # a cached transcript: the levels still come from the audio
+            decoded = audio.decode(rec.path)
+        turns, call_metrics, metric_events = metrics.analyse(
+            turns, list(decoded.samples), decoded.sample_rate, transcript.duration_s,
+            settings.metrics, muted=[(e.start, e.end) for e in redactions],
+        )
+        events = tuple(sorted((*redactions, *escalations, *metric_events), key=_event_order))
+        timings["metrics"] = time.perf_counter() - t0
     except AudioError as exc:
         return Failure(rec.call_id, str(rec.path), stage, str(exc))
     except SpeechQAError as exc:
@@ -112,7 +137,14 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         cached=cached,
         audio_sha256=sha,
         timings=tuple(timings.items()),
+        events=events,
+        sentiment=call_sentiment,
+        metrics=call_metrics,
     )
+
+
+def _event_order(e: Event) -> tuple[float, str, str]:
+    return (e.start, e.type, e.turn_id)
 
 
 def _execute(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Recording, CallResult | Failure]]:
@@ -187,6 +219,7 @@ def run_batch(
     outputs.write_table(outputs.words_frame(results), out, "words")
     outputs.write_table(outputs.calls_frame(results, failures, all_recordings, ctx.model.name),
                         out, "calls")
+    outputs.write_table(outputs.events_frame(results), out, "events")
     outputs.write_table(outputs.failures_frame(failures), out, "failures")
 
     stage_totals: dict[str, float] = {}
@@ -211,6 +244,8 @@ def run_batch(
         "settings": settings.to_dict(),
         "settings_source": settings.source,
         "lexicon_terms": len(ctx.lexicon.terms) if ctx.lexicon else 0,
+        # Customer numbers are masked unless the user asked for raw text (--keep-pii).
+        "pii_redacted": settings.text.redact_pii,
         "counts": {
             "recordings": len(all_recordings),
             "ok": len(results),
@@ -220,6 +255,8 @@ def run_batch(
             "turns": sum(len(r.turns) for r in results),
             "flagged_turns": sum(1 for r in results for t in r.turns if t.flags),
             "lexicon_corrections": sum(len(t.corrections) for r in results for t in r.turns),
+            "redactions": sum(len(t.redactions) for r in results for t in r.turns),
+            "events": sum(len(r.events) for r in results),
             "audio_seconds": round(sum(r.duration_s for r in results), 3),
         },
         "timings_s": {k: round(v, 3) for k, v in stage_totals.items()}

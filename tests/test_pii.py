@@ -373,7 +373,12 @@ def test_numbers_heard_as_homophones_are_masked(heard, secret):
     assert spans and not leaks(secret, text), text
 
 
-@pytest.mark.parametrize("sentence", ["订单号后六位是123456", "第一期就把钱交了", "我就是想问一下三四个月以前的事",
-                                      "2024-03-15 10:30", "我要去工信部投诉你们"])
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "订单号后六位是123456", "第一期就把钱交了", "我就是想问一下三四个月以前的事", "2024-03-15 10:30",
+        "我要去工信部投诉你们",
+    ],
+)
 def test_homophones_alone_are_not_numbers(sentence):
     assert redact_text(sentence) == (sentence, [])

@@ -1,0 +1,111 @@
+"""Sound-alike matching of Chinese phrases, for text that ASR wrote as homophones.
+
+whisper-base often gets the sound of a phrase right and the characters wrong: 工信部 comes
+out as 贡献部, 携号转网 as 些后转往, 领导 as 银刀. Comparing pinyin syllables (tones ignored,
+because whisper-base drops them freely) finds these.
+
+Each syllable pair has a cost: 0 when equal; 0.25 when they differ only by a pair that
+accents and ASR confuse (zh/z, ch/c, sh/s, n/l, -eng/-en, -ing/-in, -ang/-an); 0.5 when they
+still share the initial or the final; 1 otherwise. A phrase matches a span of the same
+length when the summed cost is at most the caller's ``max_cost``. Callers choose it by
+how much a false hit would cost: two-syllable phrases collide with everyday words
+(媒体 / 没提, 主管 / 主观), so they need context or a cost of 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))
+_FUZZY_FINALS = (("eng", "en"), ("ing", "in"), ("ang", "an"))
+_INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x",
+             "r", "z", "c", "s", "y", "w")
+
+
+def is_han(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff"
+
+
+def fuzzy(syllable: str) -> str:
+    """Collapse the sound pairs that accents and ASR confuse."""
+    for a, b in _FUZZY_INITIALS:
+        if syllable.startswith(a):
+            syllable = b + syllable[len(a):]
+            break
+    if syllable.startswith("n"):
+        syllable = "l" + syllable[1:]
+    for a, b in _FUZZY_FINALS:
+        if syllable.endswith(a):
+            syllable = syllable[: -len(a)] + b
+            break
+    return syllable
+
+
+def split_syllable(syllable: str) -> tuple[str, str]:
+    """(initial, final) of a toneless pinyin syllable; the initial may be empty."""
+    for initial in _INITIALS:
+        if syllable.startswith(initial) and len(syllable) > len(initial):
+            return initial, syllable[len(initial):]
+    return "", syllable
+
+
+@lru_cache(maxsize=16384)
+def char_pinyin(ch: str) -> str | None:
+    """Toneless pinyin of one Han character (its most common reading), None for anything else."""
+    from pypinyin import lazy_pinyin
+
+    return lazy_pinyin(ch)[0] if is_han(ch) else None
+
+
+def pinyin(text: str) -> tuple[str | None, ...]:
+    return tuple(char_pinyin(ch) for ch in text)
+
+
+@lru_cache(maxsize=65536)
+def syllable_cost(a: str, b: str) -> float:
+    if a == b:
+        return 0.0
+    fa, fb = fuzzy(a), fuzzy(b)
+    if fa == fb:
+        return 0.25
+    (ia, ra), (ib, rb) = split_syllable(fa), split_syllable(fb)
+    if ia == ib or ra == rb:
+        return 0.5
+    return 1.0
+
+
+@dataclass(frozen=True)
+class SoundMatch:
+    start: int  # character offsets in the text
+    end: int
+    cost: float
+
+    @property
+    def score(self) -> float:
+        """1.0 for the same sounds, falling with the cost per syllable."""
+        return max(0.0, 1.0 - self.cost / max(self.end - self.start, 1))
+
+
+def find_sounds(text: str, phrase: str, max_cost: float, sounds: tuple[str | None, ...] | None = None,
+                lo: int = 0, hi: int | None = None) -> list[SoundMatch]:
+    """Spans of ``text`` (within [lo, hi)) that sound like ``phrase``, best first.
+
+    Pass ``sounds`` (``pinyin(text)``) when matching many phrases against one text.
+    """
+    want = pinyin(phrase)
+    if not want or any(s is None for s in want):
+        return []
+    sounds = pinyin(text) if sounds is None else sounds
+    hi = len(text) if hi is None else min(hi, len(text))
+    n = len(want)
+    found = []
+    for i in range(lo, hi - n + 1):
+        cost = 0.0
+        for got, w in zip(sounds[i:i + n], want, strict=True):
+            cost += 9.0 if got is None else syllable_cost(got, w)  # type: ignore[arg-type]
+            if cost > max_cost:
+                break
+        if cost <= max_cost:
+            found.append(SoundMatch(i, i + n, cost))
+    return sorted(found, key=lambda m: (m.cost, m.start))
