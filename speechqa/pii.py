@@ -243,7 +243,7 @@ _HOMOPHONE_DIGITS: dict[str, str] = {
     **dict.fromkeys("令领玲灵铃凌", "0"),
 }
 _SOUNDS_LIKE_DIGITS = re.compile(
-    "[0-9０-９{d}{h}](?:[\s,，、\-]?[0-9０-９{d}{h}])+".format(d=_CN_DIGITS, h="".join(_HOMOPHONE_DIGITS))
+    r"[0-9０-９{d}{h}](?:[\s,，、\-]?[0-9０-９{d}{h}])+".format(d=_CN_DIGITS, h="".join(_HOMOPHONE_DIGITS))
 )
 _SPOKEN_MIN_DIGITS = 7
 _SPOKEN_MIN_REAL = 0.6

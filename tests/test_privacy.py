@@ -61,17 +61,40 @@ def _seed_cache(calls_dir, settings, out):
     asr.save_cached(ctx.cache_dir, key, transcript)
 
 
-def _everything_written(out) -> str:
-    """The text of every file in the output folder (tables read back, Parquet included)."""
-    chunks = []
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _everything_written(out) -> list[str]:
+    """Every text value in every file of the output folder: table cells (CSV and Parquet read
+    back; a turn's words joined, since a number can be split across them) and JSON strings.
+    Values are checked one by one: numeric columns and unrelated cells, run together, would
+    contain any 7-digit sequence by chance."""
+    values = []
     for path in sorted(out.rglob("*")):
         if not path.is_file() or ".cache" in path.parts:
             continue
-        if path.suffix == ".parquet":
-            chunks.append(pd.read_parquet(path).to_csv(index=False))
+        if path.suffix in (".parquet", ".csv"):
+            df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, encoding="utf-8-sig")
+            if "word" in df.columns:
+                values.extend(df.groupby("turn_id").word.agg(lambda w: "".join(w.dropna().astype(str))))
+            text_columns = [c for c in df.columns if not c.endswith("sha256")
+                            and not pd.api.types.is_numeric_dtype(df[c])
+                            and not pd.api.types.is_bool_dtype(df[c])]
+            values.extend(str(v) for c in text_columns for v in df[c].dropna())
+        elif path.suffix == ".json":
+            values.extend(_strings(json.loads(path.read_text(encoding="utf-8"))))
         else:
-            chunks.append(path.read_text(encoding="utf-8-sig", errors="replace"))
-    return "\n".join(chunks)
+            values.append(path.read_text(encoding="utf-8", errors="replace"))
+    return values
+
+
+def _leaked(secret: str, values: list[str]) -> list[str]:
+    return [v for v in values if leaks(secret, v)]
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +110,11 @@ def test_no_number_of_any_kind_reaches_an_output(probe_calls, model_dir, tmp_pat
     _seed_cache(probe_calls, settings, out)
     summary = run_batch(probe_calls, out, settings)
     assert summary.exit_code == 0 and summary.results[0].cached  # the seeded transcript was used
-    written = _everything_written(out)
+    values = _everything_written(out)
+    written = "\n".join(values)
     assert "我的手机号是" in written  # the text itself did reach the outputs
     for secret in SECRETS:
-        assert not leaks(secret, written), f"{secret} leaked"
+        assert not _leaked(secret, values), f"{secret} leaked"
     assert EMAIL not in written and "zhang.wei1988" not in written
     for mask in ("[手机号]", "[身份证]", "[银行卡]", "[电话]", "[邮箱]"):
         assert mask in written
@@ -119,10 +143,11 @@ def test_keep_pii_writes_raw_numbers_and_says_so(probe_calls, model_dir, tmp_pat
 
 
 def test_committed_calls_leak_no_customer_number(recordings_run):
-    written = _everything_written(recordings_run.out)
+    values = _everything_written(recordings_run.out)
     found = 0
     for path in sorted(RECORDINGS.glob("*.truth.json")):
         for item in json.loads(path.read_text(encoding="utf-8"))["pii"]:
             found += 1
-            assert not leaks(item["value"].upper(), written), f"{path.name}: {item['type']} leaked"
+            leaked = _leaked(item["value"].upper(), values)
+            assert not leaked, f"{path.name}: {item['type']} leaked in {leaked}"
     assert found >= 8
