@@ -10,7 +10,7 @@ MODEL  := models/whisper-base/speechqa-model.json
 help:
 	@echo "make run    set up the environment and model, then transcribe recordings/ into out/"
 	@echo "make test   run the test suite (real Whisper model on the fixture calls)"
-	@echo "make bench  CER on ../shared/data/asr-zh-cs-dev and speed against a naive baseline"
+	@echo "make bench  CER and ASR speed (asr-zh-cs-dev), sentiment accuracy and speed (sentiment-zh-dev)"
 	@echo "make lint   ruff and mypy"
 
 $(STAMP): pyproject.toml
@@ -34,10 +34,11 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not e2e"
 
 lint: install
-	$(BIN)/ruff check speechqa tests bench
+	$(BIN)/ruff check speechqa tests bench scripts
 	$(BIN)/mypy speechqa --ignore-missing-imports
 
 bench: install
+	$(BIN)/python bench/bench_sentiment.py
 	$(BIN)/python bench/bench_asr.py
 
 clean:

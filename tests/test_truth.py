@@ -1,0 +1,131 @@
+"""Conversation analytics against the ground truth of the committed calls (recordings/ and
+the test fixtures), with the real model on the real audio: silences and holds, barge-ins,
+talk times, roles, sentiment arcs, escalations and shouting."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import FIXTURE_CALLS, RECORDINGS
+
+pytestmark = pytest.mark.e2e
+
+TOL_S = 0.5
+
+
+def _truths():
+    found = {}
+    for folder in (RECORDINGS, FIXTURE_CALLS):
+        for path in sorted(folder.glob("*.truth.json")):
+            found[path.name.removesuffix(".truth.json")] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+@pytest.fixture(scope="module")
+def analysed(recordings_run, fixture_run):
+    tables = {}
+    for name in ("calls", "events", "turns"):
+        tables[name] = pd.concat([pd.read_parquet(run.out / f"{name}.parquet")
+                                  for run in (recordings_run, fixture_run)], ignore_index=True)
+    return tables
+
+
+def test_silences_and_holds_match_the_truth(analysed):
+    events = analysed["events"]
+    checked = 0
+    for call_id, truth in _truths().items():
+        want = sorted((e["type"], e["start"], e["end"]) for e in truth["events"]
+                      if e["type"] in ("silence", "hold"))
+        got = events[(events.call_id == call_id) & events.type.isin(["silence", "hold"])]
+        got = sorted(zip(got.type, got.start, got.end, strict=True))
+        assert len(got) == len(want), f"{call_id}: expected {want}, found {got}"
+        for (wt, ws, we), (gt, gs, ge) in zip(want, got, strict=True):
+            assert gt == wt and abs(gs - ws) <= TOL_S and abs(ge - we) <= TOL_S, (call_id, want, got)
+            checked += 1
+    assert checked >= 6
+
+
+def test_barge_ins_found_on_stereo_calls_and_only_there(analysed):
+    events = analysed["events"]
+    checked = 0
+    for call_id, truth in _truths().items():
+        if truth["layout"] != "stereo":
+            continue  # one channel cannot say who spoke over whom until speakers are separated
+        want = [e for e in truth["events"] if e["type"] == "barge_in"]
+        got = events[(events.call_id == call_id) & (events.type == "interruption")]
+        assert len(got) == len(want), f"{call_id}: expected {want}, found {got.to_dict('records')}"
+        for w in want:
+            match = got[(got.role == w["role"]) & (got.detail == w["interrupted_role"])
+                        & ((got.start - w["start"]).abs() <= TOL_S)]
+            assert len(match) == 1, (call_id, w, got.to_dict("records"))
+            checked += 1
+    assert checked >= 3
+
+
+def test_talk_times_within_five_percent_on_stereo_calls(analysed):
+    calls = analysed["calls"].set_index("call_id")
+    for call_id, truth in _truths().items():
+        if truth["layout"] != "stereo":
+            continue
+        for role, want in truth["talk_time_s"].items():
+            got = calls.loc[call_id, f"talk_s_{role}"]
+            assert abs(got - want) <= 0.05 * want, f"{call_id} {role}: {got} vs truth {want}"
+
+
+def test_stereo_roles_follow_the_truth_even_when_the_channels_are_swapped(analysed):
+    turns = analysed["turns"]
+    for call_id, truth in _truths().items():
+        if truth["layout"] != "stereo":
+            continue
+        mine = turns[turns.call_id == call_id]
+        agent_channel = truth["channels"]["agent"]
+        assert set(mine[mine.role == "agent"].channel) == {agent_channel}, call_id
+
+
+def test_angry_customers_start_lower_than_they_end(analysed):
+    calls = analysed["calls"].set_index("call_id")
+    angry = [c for c, t in _truths().items()
+             if t["layout"] == "stereo" and t["mood_arc"].startswith("angry->")
+             and not t["mood_arc"].endswith("angry")]
+    assert len(angry) >= 2
+    for call_id in angry:
+        row = calls.loc[call_id]
+        assert row.customer_sentiment_start < row.customer_sentiment_end, call_id
+
+
+ESCALATION_KIND = {
+    "complaint_threat": "complaint", "regulator_threat": "regulator", "media_threat": "media",
+    "lawyer_threat": "lawyer", "supervisor_request": "supervisor", "cancel_threat": "cancellation",
+}
+
+
+def test_escalations_found_with_their_turn_and_none_on_calm_calls(analysed):
+    events = analysed["events"]
+    escalations = events[events.type == "escalation"]
+    wanted = missed = 0
+    for call_id, truth in _truths().items():
+        threats = [e for e in truth["events"] if e["type"] in ESCALATION_KIND]
+        mine = escalations[escalations.call_id == call_id]
+        if not threats:
+            assert mine.empty, f"{call_id}: no threat in the call, found {mine.to_dict('records')}"
+            continue
+        for threat in threats:
+            wanted += 1
+            hit = mine[(mine.detail == ESCALATION_KIND[threat["type"]])
+                       & (mine.start < threat["end"]) & (mine.end > threat["start"])]
+            missed += hit.empty
+    assert wanted >= 10
+    assert missed == 0, f"{missed} of {wanted} threats missed"
+
+
+def test_shouting_is_only_flagged_on_angry_turns(analysed):
+    turns = analysed["turns"]
+    shouting = turns[turns.shouting.fillna(False)]
+    assert len(shouting) >= 2
+    truths = _truths()
+    for row in shouting.itertuples():
+        lines = [t for t in truths[row.call_id]["turns"] if t["start"] < row.end and t["end"] > row.start]
+        assert any(t["mood"] in ("angry", "rude", "impatient") for t in lines), (row.turn_id, row.text)
