@@ -12,7 +12,6 @@ to snownlp measured in the same process.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -23,37 +22,25 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the targets say
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from speechqa.evaluation import SENTIMENT_FILES, sentiment_data_dir, sentiment_dev_split  # noqa: E402
+
 N_SPEED = 2000  # conversation texts scored for throughput
 N_SNOWNLP_SPEED = 300  # snownlp is slow; its rate is measured on fewer texts
 
 
-def _trainer():
-    spec = importlib.util.spec_from_file_location("train_sentiment", ROOT / "scripts" / "train_sentiment.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> int:
-    env = os.environ.get("SPEECHQA_SENTIMENT_DATA", "")
-    data = (
-        Path(env)
-        if env
-        else Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentiment-zh-dev"
-    )
+    data = sentiment_data_dir()
     if not (data / "conversation.tsv").is_file():
         print(f"sentiment bench skipped: no dev data at {data} (set SPEECHQA_SENTIMENT_DATA)")
         return 0
 
     from snownlp import SnowNLP
 
-    from speechqa.sentiment import load_model, score_texts
+    from speechqa.sentiment import MODEL_PATH, load_model, score_texts
 
-    trainer = _trainer()
-    split = trainer.dev_split(data)
+    split = sentiment_dev_split(data)
     model = load_model()
-    for name in trainer.FILES:
+    for name in SENTIMENT_FILES:
         rows = split[name][1]
         texts = [text for _, text in rows]
         truth = [label == 1 for label, _ in rows]
@@ -86,7 +73,7 @@ def main() -> int:
     print(f"sentiment_reviews_per_s={review_rate:.0f}  # longer texts (waimai), for reference")
     print(f"sentiment_snownlp_turns_per_s={snow_rate:.0f}")
     print(f"sentiment_speed_ratio_vs_snownlp={ours_rate / snow_rate:.1f}")
-    print(f"sentiment_model_bytes={os.path.getsize(trainer.MODEL_PATH)}")
+    print(f"sentiment_model_bytes={os.path.getsize(MODEL_PATH)}")
     return 0
 
 

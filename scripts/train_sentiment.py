@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import os
 import sys
 import time
 from collections import Counter
@@ -30,47 +29,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from speechqa.evaluation import SENTIMENT_FILES as FILES  # noqa: E402
+from speechqa.evaluation import SentimentRow as Row  # noqa: E402
+from speechqa.evaluation import sentiment_data_dir as data_dir  # noqa: E402
+from speechqa.evaluation import sentiment_dev_split as dev_split  # noqa: E402
 from speechqa.sentiment import MODEL_PATH, Model, normalize, save_model, text_features  # noqa: E402
 
-FILES = ("conversation", "waimai", "shopping")
 LR_L2 = 1e-6  # chosen by --cv (grid below)
 NB_WEIGHT = 0.2  # chosen by --cv
 MIN_DF = 1  # features seen in fewer training rows are dropped
 TEMPERATURE = 3.0  # chosen by --cv: the out-of-fold log loss is lowest with logits divided by this
 LBFGS_ITERS = 300
-
-Row = tuple[int, str]  # (label, text): 1 positive, 0 negative
-
-
-def data_dir() -> Path:
-    """The dev data: $SPEECHQA_SENTIMENT_DATA, else ../shared/data/sentiment-zh-dev next to the repo."""
-    env = os.environ.get("SPEECHQA_SENTIMENT_DATA", "")
-    return Path(env) if env else ROOT.parent / "shared" / "data" / "sentiment-zh-dev"
-
-
-def read_rows(path: Path) -> list[Row]:
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        label, sep, text = line.partition("\t")
-        if sep and text.strip() and label in ("0", "1"):
-            rows.append((int(label), text))
-    return rows
-
-
-def is_eval(text: str) -> bool:
-    """The fixed 20% eval split: by content, so duplicates fall on the same side."""
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) % 5 == 0
-
-
-def dev_split(directory: Path | None = None) -> dict[str, tuple[list[Row], list[Row]]]:
-    """file name -> (train rows, eval rows)."""
-    directory = directory or data_dir()
-    out = {}
-    for name in FILES:
-        rows = read_rows(directory / f"{name}.tsv")
-        out[name] = ([r for r in rows if not is_eval(r[1])], [r for r in rows if is_eval(r[1])])
-    return out
-
 
 def lbfgs(
     fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, iters: int, memory: int = 10

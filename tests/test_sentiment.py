@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 
 import pytest
@@ -182,21 +180,14 @@ def test_shipped_model_is_small_and_loads() -> None:
     assert len(model.index) == len(model.nb) == len(model.lr)
 
 
-def _trainer():
-    spec = importlib.util.spec_from_file_location("train_sentiment", ROOT / "scripts" / "train_sentiment.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_dev_eval_split_accuracy() -> None:
-    trainer = _trainer()
-    data = trainer.data_dir()
-    if not (data / "conversation.tsv").is_file() and not os.environ.get("SPEECHQA_SENTIMENT_DATA"):
+    from speechqa.evaluation import SENTIMENT_FILES, sentiment_data_dir, sentiment_dev_split
+
+    data = sentiment_data_dir()
+    if not (data / "conversation.tsv").is_file():
         pytest.skip(f"no dev data at {data}")
-    split = trainer.dev_split(data)
-    for name in trainer.FILES:
+    split = sentiment_dev_split(data)
+    for name in SENTIMENT_FILES:
         rows = split[name][1]
         scores = score_texts([text for _, text in rows])
         acc = sum((s >= 0.5) == (label == 1) for s, (label, _) in zip(scores, rows, strict=True)) / len(rows)
