@@ -213,3 +213,18 @@ def test_escalations_heard_as_homophones(heard: str, kind: str) -> None:
 )
 def test_sound_alikes_of_everyday_words_are_not_escalations(text: str) -> None:
     assert "supervisor" not in escalation_kinds(text) and "regulator" not in escalation_kinds(text)
+
+
+def test_training_script_reproduces_the_shipped_model(tmp_path) -> None:
+    """The shipped file is exactly what the script makes from the dev data (about 15 s)."""
+    import subprocess
+    import sys
+
+    from speechqa.evaluation import sentiment_data_dir
+
+    if not (sentiment_data_dir() / "conversation.tsv").is_file():
+        pytest.skip("no dev data")
+    out = tmp_path / "model.json.gz"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_sentiment.py"
+    subprocess.run([sys.executable, str(script), "--out", str(out)], check=True, capture_output=True)
+    assert out.read_bytes() == MODEL_PATH.read_bytes()
