@@ -64,6 +64,10 @@ def make_context(settings: Settings, out: Path, *, force: bool = False) -> Conte
     compute_type = asr.resolve_compute_type(device, settings.asr.compute_type)
     cache_dir = Path(settings.batch.cache_dir) if settings.batch.cache_dir else out / ".cache"
     workers, threads = asr.resolve_workers(device, settings.asr.workers, settings.asr.cpu_threads)
+    # Loaded now so that a missing user dictionary or sentiment model stops the run before
+    # any call is touched, instead of failing every call; both stay cached for the workers.
+    text.tokenizer(settings.text.user_words, settings.text.user_dict)
+    sentiment.load_model(settings.sentiment.model)
     return Context(settings, model, device, compute_type, cache_dir, lexicon_for(settings.lexicon),
                    workers, threads, force)
 

@@ -416,11 +416,22 @@ def save_model(model: Model, path: str | Path) -> None:
 
 @lru_cache(maxsize=4)
 def load_model(path: str = "") -> Model:
-    """The model at ``path`` (empty: the one shipped in the package), loaded once per process."""
-    with gzip.open(path or MODEL_PATH, "rt", encoding="utf-8") as fh:
-        data = json.load(fh)
-    if data.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path or MODEL_PATH}: not a {MODEL_FORMAT} model (format={data.get('format')!r})")
+    """The model at ``path`` (empty: the one shipped in the package), loaded once per process.
+
+    Raises ConfigError naming the file when it is missing or not a speechqa sentiment model.
+    """
+    from speechqa.errors import ConfigError
+
+    where = path or MODEL_PATH
+    try:
+        with gzip.open(where, "rt", encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: sentiment model not found ([sentiment] model)") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise ConfigError(f"{where}: not a gzip'd JSON sentiment model ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+        raise ConfigError(f"{where}: not a {MODEL_FORMAT} model")
     features = data["features"]
     return Model(
         index={f: i for i, f in enumerate(features)},

@@ -49,3 +49,14 @@ def test_run_on_a_missing_input(tmp_path, model_dir):
                                        "--model", str(model_dir)])
     assert result.exit_code == 1
     assert "no such folder or manifest" in result.output
+
+
+def test_run_with_a_missing_user_dictionary_stops_before_any_call(tmp_path, model_dir):
+    cfg = tmp_path / "site.toml"
+    missing = tmp_path / "products.dict"
+    cfg.write_text(f'[text]\nuser_dict = "{missing}"\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", "tests/fixtures/calls", "--out", str(tmp_path / "o"),
+                                       "--config", str(cfg), "--model", str(model_dir)])
+    assert result.exit_code == 1
+    assert str(missing) in result.output
+    assert not (tmp_path / "o" / "calls.csv").exists()

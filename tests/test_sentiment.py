@@ -228,3 +228,14 @@ def test_training_script_reproduces_the_shipped_model(tmp_path) -> None:
     script = Path(__file__).resolve().parents[1] / "scripts" / "train_sentiment.py"
     subprocess.run([sys.executable, str(script), "--out", str(out)], check=True, capture_output=True)
     assert out.read_bytes() == MODEL_PATH.read_bytes()
+
+
+def test_a_bad_model_path_is_a_config_error_naming_the_file(tmp_path) -> None:
+    from speechqa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nope.json.gz: sentiment model not found"):
+        load_model(str(tmp_path / "nope.json.gz"))
+    junk = tmp_path / "junk.json.gz"
+    junk.write_bytes(b"not gzip")
+    with pytest.raises(ConfigError, match="junk.json.gz: not a gzip"):
+        load_model(str(junk))
