@@ -39,6 +39,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/bench_sentiment.py
+	$(BIN)/python bench/bench_analytics.py
 	$(BIN)/python bench/bench_asr.py
 
 clean:
