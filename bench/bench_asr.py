@@ -149,7 +149,8 @@ def main() -> None:
     args = parser.parse_args()
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides.setdefault("model", str(ROOT / "models" / "whisper-base"))
-    settings = load_settings(environ={}, overrides={"asr": overrides})
+    # CER measures what Whisper heard, so numbers are not masked here (the temp outputs go).
+    settings = load_settings(environ={}, overrides={"asr": overrides, "text": {"redact_pii": False}})
     print("settings=" + ",".join(f"{k}={v}" for k, v in dataclasses.asdict(settings.asr).items()
                                  if k not in ("initial_prompt", "model")))
     with tempfile.TemporaryDirectory(prefix="speechqa-bench-") as tmp:
