@@ -247,8 +247,18 @@ def _mainland_zhang(text: str) -> str:
     return "".join("账" if ch == "帐" and i not in keep else ch for i, ch in enumerate(text))
 
 
+# whisper-base (int8) sometimes writes a full-width 4 where it means a full-width comma
+# (您好４新称通信), and a broken byte sequence as U+FFFD. A lone ４ between words is a comma.
+_STRAY_FOUR = re.compile(r"(?<![０-９．])４(?![０-９．])")  # ASCII digits never mix with it
+
+
+def repair_tokens(text: str) -> str:
+    return _STRAY_FOUR.sub("，", text).replace("\ufffd", "")
+
+
 def convert_script(text: str, script: str) -> str:
     """Simplified (default) or Traditional output; whisper-base often answers in zh-Hant."""
+    text = repair_tokens(text)
     if script == "keep":
         return text
     converted = _converter(script).convert(text)

@@ -143,6 +143,38 @@ class CallSentiment:
 
 
 @dataclass(frozen=True)
+class RuleResult:
+    """One scorecard item on one call: pass, fail or na, with the evidence a reviewer checks."""
+
+    call_id: str
+    item_id: str
+    outcome: str  # pass | fail | na
+    points: float
+    max_points: float
+    evidence_turn_id: str = ""
+    evidence_start: float | None = None
+    evidence_end: float | None = None
+    evidence_text: str = ""
+    match_score: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Compliance:
+    """A call's scorecard result."""
+
+    score: float  # 0-100 over the items that apply; 0 when an auto-fail item failed
+    auto_fail: bool
+    results: tuple[RuleResult, ...]
+    scorecard: str = ""  # "name version"
+    scorecard_sha256: str = ""
+
+    @property
+    def failed_items(self) -> tuple[str, ...]:
+        return tuple(r.item_id for r in self.results if r.outcome == "fail")
+
+
+@dataclass(frozen=True)
 class Failure:
     """A recording the batch could not finish, and why."""
 
@@ -167,3 +199,4 @@ class CallResult:
     events: tuple[Event, ...] = ()  # sorted by start
     sentiment: CallSentiment = CallSentiment()
     metrics: tuple[tuple[str, float | int | None], ...] = ()  # see speechqa/metrics.py
+    compliance: Compliance | None = None

@@ -46,11 +46,13 @@ def main() -> None:
 @click.option("--cache-dir", type=click.Path(path_type=Path),
               help="Transcript cache (default OUT/.cache).")
 @click.option("--force", is_flag=True, help="Transcribe again even when a cached transcript exists.")
+@click.option("--rules", "rules_path", type=click.Path(path_type=Path),
+              help="Scorecard TOML (default: the shipped Mandarin service scorecard).")
 @click.option("--keep-pii", is_flag=True,
               help="Write customer phone, ID, card numbers and e-mails unmasked (recorded in run.json).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary (for cron); errors only.")
 def run(input_path, out, config_path, model, device, compute_type, language, beam_size, cache_dir,
-        force, keep_pii, quiet):
+        force, rules_path, keep_pii, quiet):
     """Transcribe a folder of recordings (or a manifest CSV) into OUT.
 
     INPUT is a folder (its calls.csv manifest is joined when present) or a manifest CSV
@@ -70,6 +72,7 @@ def run(input_path, out, config_path, model, device, compute_type, language, bea
         "asr": {k: v for k, v in asr_flags.items() if v is not None},
         "batch": {"cache_dir": str(cache_dir)} if cache_dir else {},
         "text": {"redact_pii": False} if keep_pii else {},
+        "compliance": {"rules": str(rules_path)} if rules_path else {},
     }
     bar = None
 
@@ -164,3 +167,35 @@ def models_list(models_dir):
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def rules() -> None:
+    """Check compliance scorecards (rules files)."""
+
+
+@rules.command("check")
+@click.argument("rules_file", metavar="FILE", type=click.Path(path_type=Path), required=False)
+def rules_check(rules_file):
+    """Validate a scorecard without loading any model; print its items.
+
+    Without FILE, checks the shipped default scorecard. Exits 1 with the file, item and
+    field named when something is wrong.
+
+    \b
+    Example:
+      speechqa rules check rules.toml
+    """
+    from speechqa.compliance import load_scorecard
+
+    try:
+        card = load_scorecard(rules_file)
+    except SpeechQAError as exc:
+        raise _fail(exc) from None
+    click.echo(f"{card.source}: ok — {card.name} {card.version}, {len(card.items)} items, "
+               f"{card.max_points:g} points, sha256 {card.sha256[:12]}")
+    for item in card.items:
+        flags = " auto-fail" if item.auto_fail else ""
+        na = " (has N/A)" if item.na is not None else ""
+        click.echo(f"  {item.section:<10} {item.id:<16} {item.points:>5g}  "
+                   f"{item.severity}{flags}{na}  {item.name}")

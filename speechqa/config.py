@@ -147,6 +147,13 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class ComplianceSettings:
+    """The scorecard every call is checked against (see speechqa/compliance/)."""
+
+    rules: str = ""  # a scorecard TOML file; empty: the shipped Mandarin service scorecard
+
+
+@dataclass(frozen=True)
 class BatchSettings:
     cache_dir: str = ""  # empty: OUT/.cache
     manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
@@ -162,6 +169,7 @@ class Settings:
     text: TextSettings = field(default_factory=TextSettings)
     sentiment: SentimentSettings = field(default_factory=SentimentSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     source: str = "<defaults>"
 
@@ -171,7 +179,8 @@ class Settings:
         return data
 
 
-_SECTIONS = ("asr", "turns", "guards", "lexicon", "channels", "text", "sentiment", "metrics", "batch")
+_SECTIONS = ("asr", "turns", "guards", "lexicon", "channels", "text", "sentiment", "metrics", "compliance",
+             "batch")
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

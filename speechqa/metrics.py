@@ -67,6 +67,16 @@ BACKCHANNELS = frozenset((
 _NOT_CONTENT = re.compile(r"[^\w]|_", re.UNICODE)
 _COUNTED = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 
+# Every metric a call gets: the columns of ``calls`` and what scorecard rules can test.
+METRIC_NAMES: tuple[str, ...] = (
+    "talk_s_agent", "talk_s_customer", "talk_s_unknown", "speech_s", "nontalk_s", "talk_ratio_agent",
+    "n_silences", "longest_silence_s", "silence_s", "n_holds", "hold_s", "n_overlaps", "overlap_s",
+    "n_interruptions_agent", "n_interruptions_customer", "rate_cpm_agent", "rate_cpm_customer",
+    "rate_cpm_unknown", "agent_first_response_s", "agent_response_latency_s",
+    "loudness_dbfs_agent", "loudness_dbfs_customer", "n_shouting_turns_agent",
+    "n_shouting_turns_customer",
+)
+
 Span = tuple[float, float]
 Metrics = tuple[tuple[str, float | int | None], ...]
 

@@ -14,7 +14,9 @@ from typing import Any
 import pandas as pd
 
 from speechqa.calls import CallResult, Failure, Recording
+from speechqa.compliance.schema import Scorecard
 from speechqa.files import write_atomic
+from speechqa.metrics import METRIC_NAMES
 
 TURN_COLUMNS = [
     "call_id", "turn_id", "role", "channel", "start", "end", "text", "match_text", "tokens",
@@ -23,23 +25,22 @@ TURN_COLUMNS = [
 ]
 WORD_COLUMNS = ["call_id", "turn_id", "start", "end", "word", "probability"]
 ESCALATION_KINDS = ("complaint", "regulator", "media", "lawyer", "supervisor", "cancellation")
-METRIC_COLUMNS = [
-    "talk_s_agent", "talk_s_customer", "talk_s_unknown", "speech_s", "nontalk_s", "talk_ratio_agent",
-    "n_silences", "longest_silence_s", "silence_s", "n_holds", "hold_s", "n_overlaps", "overlap_s",
-    "n_interruptions_agent", "n_interruptions_customer", "rate_cpm_agent", "rate_cpm_customer",
-    "rate_cpm_unknown", "agent_first_response_s", "agent_response_latency_s",
-    "loudness_dbfs_agent", "loudness_dbfs_customer", "n_shouting_turns_agent",
-    "n_shouting_turns_customer",
-]
+METRIC_COLUMNS = list(METRIC_NAMES)
 SENTIMENT_COLUMNS = [
     f"{role}_sentiment_{what}" for role in ("customer", "agent") for what in ("start", "end", "min", "mean")
 ] + ["sentiment_trajectory"]
 CALL_COLUMNS = [
     "call_id", "path", "duration_s", "channels", "status", "model", "asr_seconds", "cached",
     "n_turns", "n_flagged_turns", *METRIC_COLUMNS, *SENTIMENT_COLUMNS, "escalated", "escalations",
-    *(f"escalation_{kind}" for kind in ESCALATION_KINDS), "n_redactions", "audio_sha256",
+    *(f"escalation_{kind}" for kind in ESCALATION_KINDS), "n_redactions", "compliance_score", "auto_fail",
+    "failed_items", "scorecard", "scorecard_sha256", "audio_sha256",
 ]
 EVENT_COLUMNS = ["call_id", "type", "role", "start", "end", "duration", "detail", "turn_id"]
+RULE_COLUMNS = [
+    "call_id", "item_id", "item_name", "section", "severity", "auto_fail_item", "outcome", "points",
+    "max_points", "evidence_turn_id", "evidence_start", "evidence_end", "evidence_text", "match_score",
+    "reason", "scorecard", "scorecard_sha256",
+]
 FAILURE_COLUMNS = ["call_id", "path", "stage", "reason"]
 
 
@@ -121,6 +122,11 @@ def calls_frame(
             kinds = sorted({e.detail for e in result.events if e.type == "escalation"})
             row.update(escalated=bool(kinds), escalations=";".join(kinds))
             row.update({f"escalation_{kind}": kind in kinds for kind in ESCALATION_KINDS})
+            if result.compliance is not None:
+                c = result.compliance
+                row.update(compliance_score=c.score, auto_fail=c.auto_fail,
+                           failed_items=";".join(c.failed_items), scorecard=c.scorecard,
+                           scorecard_sha256=c.scorecard_sha256)
         else:
             row.update(status="failed" if rec.call_id in failed else "skipped")
         row.update({k: v for k, v in rec.meta if k not in CALL_COLUMNS})
@@ -131,6 +137,7 @@ def calls_frame(
     dtypes |= {c: "Int64" if c.startswith("n_") else "Float64" for c in METRIC_COLUMNS}
     dtypes |= {c: "Float64" for c in SENTIMENT_COLUMNS if c != "sentiment_trajectory"}
     dtypes |= {f"escalation_{kind}": "boolean" for kind in ESCALATION_KINDS}
+    dtypes |= {"compliance_score": "Float64", "auto_fail": "boolean"}
     return _frame(rows, CALL_COLUMNS + meta_columns, dtypes)
 
 
@@ -143,6 +150,29 @@ def events_frame(results: Iterable[CallResult]) -> pd.DataFrame:
         for e in r.events
     ]
     return _frame(rows, EVENT_COLUMNS, {"start": "float64", "end": "float64", "duration": "float64"})
+
+
+def rule_results_frame(results: Iterable[CallResult], scorecard: Scorecard | None) -> pd.DataFrame:
+    """One row per (call, scorecard item): pass, fail or na, with the evidence."""
+    items = {i.id: i for i in scorecard.items} if scorecard is not None else {}
+    rows = []
+    for r in results:
+        if r.compliance is None:
+            continue
+        for rr in r.compliance.results:
+            item = items.get(rr.item_id)
+            rows.append({
+                "call_id": rr.call_id, "item_id": rr.item_id, "item_name": item.name if item else "",
+                "section": item.section if item else "", "severity": item.severity if item else "",
+                "auto_fail_item": bool(item and item.auto_fail), "outcome": rr.outcome, "points": rr.points,
+                "max_points": rr.max_points, "evidence_turn_id": rr.evidence_turn_id,
+                "evidence_start": rr.evidence_start, "evidence_end": rr.evidence_end,
+                "evidence_text": rr.evidence_text, "match_score": rr.match_score, "reason": rr.reason,
+                "scorecard": r.compliance.scorecard, "scorecard_sha256": r.compliance.scorecard_sha256,
+            })
+    return _frame(rows, RULE_COLUMNS, {"points": "float64", "max_points": "float64",
+                                       "auto_fail_item": "boolean", "evidence_start": "Float64",
+                                       "evidence_end": "Float64", "match_score": "Float64"})
 
 
 def failures_frame(failures: Iterable[Failure]) -> pd.DataFrame:

@@ -14,6 +14,8 @@ how much a false hit would cost: two-syllable phrases collide with everyday word
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -27,6 +29,7 @@ def is_han(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff"
 
 
+@lru_cache(maxsize=4096)
 def fuzzy(syllable: str) -> str:
     """Collapse the sound pairs that accents and ASR confuse."""
     for a, b in _FUZZY_INITIALS:
@@ -87,11 +90,18 @@ class SoundMatch:
         return max(0.0, 1.0 - self.cost / max(self.end - self.start, 1))
 
 
-def find_sounds(text: str, phrase: str, max_cost: float, sounds: tuple[str | None, ...] | None = None,
-                lo: int = 0, hi: int | None = None) -> list[SoundMatch]:
+def find_sounds(
+    text: str, phrase: str, max_cost: float, sounds: tuple[str | None, ...] | None = None,
+    lo: int = 0, hi: int | None = None, min_same: int = 0, max_step: float = 1.0,
+    starts: Iterable[int] | None = None,
+) -> list[SoundMatch]:
     """Spans of ``text`` (within [lo, hi)) that sound like ``phrase``, best first.
 
-    Pass ``sounds`` (``pinyin(text)``) when matching many phrases against one text.
+    ``min_same``: at least this many syllables must be the same or a fuzzy pair, so that a
+    span of near-misses everywhere (的登艺纸 for 核对一致) does not pass; ``max_step``: the
+    most one syllable may cost (0.5: none may be wholly different). Pass ``sounds``
+    (``pinyin(text)``) when matching many phrases against one text, and ``starts`` to try
+    only some start offsets (see :func:`candidate_starts`).
     """
     want = pinyin(phrase)
     if not want or any(s is None for s in want):
@@ -100,12 +110,30 @@ def find_sounds(text: str, phrase: str, max_cost: float, sounds: tuple[str | Non
     hi = len(text) if hi is None else min(hi, len(text))
     n = len(want)
     found = []
-    for i in range(lo, hi - n + 1):
+    positions = range(lo, hi - n + 1) if starts is None else (i for i in starts if lo <= i <= hi - n)
+    for i in positions:
         cost = 0.0
+        same = 0
         for got, w in zip(sounds[i:i + n], want, strict=True):
-            cost += 9.0 if got is None else syllable_cost(got, w)  # type: ignore[arg-type]
-            if cost > max_cost:
+            step = 9.0 if got is None else syllable_cost(got, w)  # type: ignore[arg-type]
+            cost += step
+            same += step <= 0.25
+            if cost > max_cost or step > max_step:
+                cost = math.inf
                 break
-        if cost <= max_cost:
+        if cost <= max_cost and same >= min_same:
             found.append(SoundMatch(i, i + n, cost))
     return sorted(found, key=lambda m: (m.cost, m.start))
+
+
+def candidate_starts(fuzzy_sounds: Sequence[str | None], want: Sequence[str], min_same: int) -> list[int]:
+    """Start offsets where at least ``min_same`` syllables of ``want`` (already :func:`fuzzy`)
+    line up with ``fuzzy_sounds``: a cheap filter before costing each window."""
+    if min_same <= 0:
+        return list(range(len(fuzzy_sounds) - len(want) + 1))
+    votes: dict[int, int] = {}
+    for k, w in enumerate(want):
+        for p, got in enumerate(fuzzy_sounds):
+            if got == w and p - k >= 0:
+                votes[p - k] = votes.get(p - k, 0) + 1
+    return sorted(p for p, v in votes.items() if v >= min_same and p + len(want) <= len(fuzzy_sounds))

@@ -1,4 +1,5 @@
-"""Runs the stages for a batch: ingest → audio → asr → text → sentiment → metrics → outputs.
+"""Runs the stages for a batch: ingest → audio → asr → text → sentiment → metrics → compliance
+→ outputs.
 
 ``process_recording`` is a pure function of a recording and a ``Context`` (plain, picklable
 data), so a parallel or Ray executor can run it anywhere; its only side effect is the
@@ -10,6 +11,7 @@ from it with no duplicated or half-written rows.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ from typing import Any
 
 from speechqa import __version__, asr, audio, ingest, metrics, outputs, sentiment, text
 from speechqa.calls import CallResult, Event, Failure, Recording
+from speechqa.compliance import Scorecard, load_scorecard, score_call
 from speechqa.config import Settings
 from speechqa.errors import AudioError, SpeechQAError
 from speechqa.lexicon import Lexicon, lexicon_for
@@ -37,6 +40,7 @@ class Context:
     compute_type: str
     cache_dir: Path
     lexicon: Lexicon | None = None
+    scorecard: Scorecard | None = None
     workers: int = 1
     cpu_threads: int = 1
     force: bool = False
@@ -68,8 +72,9 @@ def make_context(settings: Settings, out: Path, *, force: bool = False) -> Conte
     # any call is touched, instead of failing every call; both stay cached for the workers.
     text.tokenizer(settings.text.user_words, settings.text.user_dict)
     sentiment.load_model(settings.sentiment.model)
+    scorecard = load_scorecard(settings.compliance.rules or None)  # a broken rules file stops the run
     return Context(settings, model, device, compute_type, cache_dir, lexicon_for(settings.lexicon),
-                   workers, threads, force)
+                   scorecard, workers, threads, force)
 
 
 def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
@@ -125,26 +130,34 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         )
         events = tuple(sorted((*redactions, *escalations, *metric_events), key=_event_order))
         timings["metrics"] = time.perf_counter() - t0
+
+        result = CallResult(
+            recording=rec,
+            duration_s=transcript.duration_s,
+            n_channels=transcript.n_channels,
+            turns=turns,
+            asr_seconds=transcript.asr_seconds,
+            cached=cached,
+            audio_sha256=sha,
+            timings=tuple(timings.items()),
+            events=events,
+            sentiment=call_sentiment,
+            metrics=call_metrics,
+        )
+        if ctx.scorecard is not None:
+            stage = "compliance"
+            t0 = time.perf_counter()
+            compliance = score_call(result, ctx.scorecard)
+            timings["compliance"] = time.perf_counter() - t0
+            result = dataclasses.replace(result, compliance=compliance, timings=tuple(timings.items()))
     except AudioError as exc:
         return Failure(rec.call_id, str(rec.path), stage, str(exc))
     except SpeechQAError as exc:
         return Failure(rec.call_id, str(rec.path), stage, f"{rec.path}: {exc}")
-    except Exception as exc:  # a bug on one call must not cost the night's batch
+    except Exception as exc:  # a bug on one call (or one rule) must not cost the night's batch
         return Failure(rec.call_id, str(rec.path), stage,
                        f"{rec.path}: unexpected {type(exc).__name__}: {exc}")
-    return CallResult(
-        recording=rec,
-        duration_s=transcript.duration_s,
-        n_channels=transcript.n_channels,
-        turns=turns,
-        asr_seconds=transcript.asr_seconds,
-        cached=cached,
-        audio_sha256=sha,
-        timings=tuple(timings.items()),
-        events=events,
-        sentiment=call_sentiment,
-        metrics=call_metrics,
-    )
+    return result
 
 
 def _event_order(e: Event) -> tuple[float, str, str]:
@@ -224,6 +237,7 @@ def run_batch(
     outputs.write_table(outputs.calls_frame(results, failures, all_recordings, ctx.model.name),
                         out, "calls")
     outputs.write_table(outputs.events_frame(results), out, "events")
+    outputs.write_table(outputs.rule_results_frame(results, ctx.scorecard), out, "rule_results")
     outputs.write_table(outputs.failures_frame(failures), out, "failures")
 
     stage_totals: dict[str, float] = {}
@@ -250,6 +264,10 @@ def run_batch(
         "lexicon_terms": len(ctx.lexicon.terms) if ctx.lexicon else 0,
         # Customer numbers are masked unless the user asked for raw text (--keep-pii).
         "pii_redacted": settings.text.redact_pii,
+        "scorecard": None if ctx.scorecard is None else {
+            "name": ctx.scorecard.name, "version": ctx.scorecard.version,
+            "sha256": ctx.scorecard.sha256, "source": ctx.scorecard.source,
+            "items": len(ctx.scorecard.items)},
         "counts": {
             "recordings": len(all_recordings),
             "ok": len(results),

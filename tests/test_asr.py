@@ -139,3 +139,9 @@ def test_lexicon_repairs_text_and_words_together():
     assert turn.corrections == ("车显→车险",)
     assert [w.word for w in turn.words] == ["我想", "问一下", "车", "险", "的事"]
     assert "".join(w.word for w in turn.words) == turn.text
+
+
+def test_stray_full_width_four_is_a_comma_and_broken_bytes_go():
+    assert asr.convert_script("您好４新称通信、工号801４", "simplified") == "您好，新称通信、工号801，"
+    assert asr.convert_script("价格是４５元", "simplified") == "价格是４５元"  # a real number stays
+    assert asr.convert_script("感谢您的来电\ufffd再见", "simplified") == "感谢您的来电再见"

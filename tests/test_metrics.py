@@ -140,3 +140,8 @@ def test_without_audio_turn_spans_are_used():
     out, m, events = metrics.analyse(turns, None, RATE, 12.0, SETTINGS)
     assert dict(m)["talk_s_agent"] == 4.0 and out[0].loudness_dbfs is None
     assert [e.type for e in events] == ["silence"]
+
+
+def test_every_metric_is_named_in_order():
+    _, m, _ = metrics.analyse([turn(0.0, 1.0)], None, RATE, 2.0, SETTINGS)
+    assert tuple(name for name, _ in m) == metrics.METRIC_NAMES

@@ -1,0 +1,442 @@
+"""Evaluate a scorecard on a call: every item pass, fail or N/A, with evidence.
+
+A scorecard is compiled once: every phrase of every item (normalised like the turns' match
+text, spaces dropped) goes into one pattern, so a call's turns are scanned once for all of
+them, whatever the number of items. Conditions then look their phrases up in that table and
+filter by scope. Only a phrase that was not found exactly is searched by sound (pinyin, see
+speechqa/phonetic.py), within its item's scope and at its item's ``fuzzy`` threshold.
+
+Agent- and customer-scoped conditions read the ``unknown`` turns of a mono call, which has
+no roles yet: on mono calls a customer saying 谢谢 can pass an agent's ``thanks``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import operator
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from speechqa.calls import CallResult, Compliance, Event, RuleResult, Turn, Word
+from speechqa.compliance.schema import (
+    OPS,
+    All,
+    Any_,
+    Before,
+    Condition,
+    Context,
+    EventCond,
+    Item,
+    Metric,
+    Not,
+    Phrases,
+    Regex,
+    Scope,
+    Scorecard,
+)
+from speechqa.phonetic import SoundMatch
+from speechqa.text import normalize
+
+
+@dataclass(frozen=True)
+class Hit:
+    turn: int  # index in the call's turns; -1 for an event with no turn
+    start: float
+    end: float
+    text: str
+    score: float = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    hits: tuple[Hit, ...] = ()
+    reason: str = ""
+
+
+_SCOPE_ROLES = {"agent": ("agent",), "customer": ("customer",), "any": ("agent", "customer", "unknown")}
+
+
+def _compact(text: str) -> str:
+    return normalize(text).replace(" ", "")
+
+
+@dataclass
+class Compiled:
+    """A scorecard ready to run: its phrases in one pattern, and their prefixes."""
+
+    scorecard: Scorecard
+    pattern: re.Pattern[str] | None
+    prefixes: dict[str, tuple[str, ...]]  # phrase -> the shorter phrases it starts with
+    key: dict[str, str] = field(default_factory=dict)  # phrase as written -> compact form
+
+
+def _phrase_conditions(cond: Condition | None) -> list[Phrases]:
+    if isinstance(cond, Phrases):
+        return [cond]
+    if isinstance(cond, All | Any_):
+        return [p for part in cond.parts for p in _phrase_conditions(part)]
+    if isinstance(cond, Not):
+        return _phrase_conditions(cond.part)
+    if isinstance(cond, Before):
+        return _phrase_conditions(cond.first) + _phrase_conditions(cond.then)
+    if isinstance(cond, Context):
+        return _phrase_conditions(cond.each) + _phrase_conditions(cond.has)
+    return []
+
+
+def compile_scorecard(scorecard: Scorecard) -> Compiled:
+    key = {}
+    for item in scorecard.items:
+        for cond in _phrase_conditions(item.passes) + _phrase_conditions(item.na):
+            for group in cond.groups:
+                for phrase in group:
+                    key[phrase] = _compact(phrase)
+    compact = sorted({k for k in key.values() if k}, key=lambda p: (-len(p), p))
+    pattern = re.compile("(?=(" + "|".join(re.escape(p) for p in compact) + "))") if compact else None
+    prefixes = {p: tuple(q for q in compact if q != p and p.startswith(q)) for p in compact}
+    return Compiled(scorecard, pattern, prefixes, key)
+
+
+class CallView:
+    """One call as the conditions see it, with its phrase hits found once."""
+
+    def __init__(self, result: CallResult, compiled: Compiled):
+        self.result = result
+        self.turns: Sequence[Turn] = result.turns
+        self.duration = result.duration_s
+        self.compiled = compiled
+        self.mono = not any(t.role in ("agent", "customer") for t in self.turns)
+        self.texts = [(t.match_text or normalize(t.text)).replace(" ", "") for t in self.turns]
+        self.index = {t.turn_id: i for i, t in enumerate(self.turns)}
+        self.values: dict[str, float | None] = dict(result.metrics)
+        s = result.sentiment
+        for role in ("customer", "agent"):
+            for what in ("start", "end", "min", "mean"):
+                self.values[f"{role}_sentiment_{what}"] = getattr(getattr(s, role), what)
+        self.values.update(duration_s=result.duration_s, n_turns=len(self.turns),
+                           n_redactions=sum(len(t.redactions) for t in self.turns))
+        self.exact: dict[str, list[tuple[int, int]]] = {}  # compact phrase -> (turn, offset)
+        if compiled.pattern is not None:
+            for i, text in enumerate(self.texts):
+                for m in compiled.pattern.finditer(text):
+                    found = m.group(1)
+                    for phrase in (found, *compiled.prefixes[found]):
+                        self.exact.setdefault(phrase, []).append((i, m.start()))
+        self._sounds: dict[int, tuple[str | None, ...]] = {}
+        self._index: dict[str, list[tuple[int, int]]] | None = None
+        self._clock: dict[int, tuple[list[Word], list[int]]] = {}
+        self._matches: dict[tuple[str, float], dict[int, SoundMatch]] = {}
+
+    def in_scope(self, scope: Scope) -> list[int]:
+        roles = _SCOPE_ROLES[scope.role]
+        if self.mono:
+            roles = (*roles, "unknown")
+        chosen = [i for i, t in enumerate(self.turns) if t.role in roles]
+        if scope.first_turns is not None:
+            chosen = chosen[: scope.first_turns]
+        if scope.last_turns is not None:
+            chosen = chosen[-scope.last_turns:]
+        lo, hi = self.window(scope)
+        return [i for i in chosen if self.turns[i].start < hi and self.turns[i].end > lo]
+
+    def window(self, scope: Scope) -> tuple[float, float]:
+        """The time span a scope allows; a hit must start inside it."""
+        lo, hi = 0.0, self.duration + 1.0
+        if scope.first_s is not None:
+            hi = min(hi, scope.first_s)
+        if scope.first_pct is not None:
+            hi = min(hi, self.duration * scope.first_pct / 100)
+        if scope.last_s is not None:
+            lo = max(lo, self.duration - scope.last_s)
+        if scope.last_pct is not None:
+            lo = max(lo, self.duration * (1 - scope.last_pct / 100))
+        return lo, hi
+
+    def sounds(self, i: int) -> tuple[str | None, ...]:
+        if i not in self._sounds:
+            from speechqa.phonetic import pinyin
+
+            self._sounds[i] = pinyin(self.texts[i])
+        return self._sounds[i]
+
+    def sound_matches(self, phrase: str, threshold: float) -> dict[int, SoundMatch]:
+        """The best span per turn that sounds like ``phrase`` at ``threshold``, over the whole
+        call, found through an index of the call's syllables (cached per phrase)."""
+        key = (phrase, threshold)
+        if key in self._matches:
+            return self._matches[key]
+        from speechqa.phonetic import find_sounds, fuzzy, pinyin
+
+        found: dict[int, SoundMatch] = {}
+        want = pinyin(phrase)
+        if all(want):
+            index = self.syllable_index()
+            min_same = math.ceil(2 * len(phrase) / 3)  # most syllables must really sound the same
+            votes: dict[tuple[int, int], int] = {}
+            for k, w in enumerate(want):
+                for i, p in index.get(fuzzy(w), ()):  # type: ignore[arg-type]
+                    if p >= k:
+                        votes[(i, p - k)] = votes.get((i, p - k), 0) + 1
+            starts: dict[int, list[int]] = {}
+            for (i, p), v in votes.items():
+                if v >= min_same:
+                    starts.setdefault(i, []).append(p)
+            for i, positions in starts.items():
+                matches = find_sounds(self.texts[i], phrase, (1 - threshold) * len(phrase), self.sounds(i),
+                                      min_same=min_same, max_step=0.5, starts=sorted(positions))
+                if matches:
+                    found[i] = matches[0]
+        self._matches[key] = found
+        return found
+
+    def syllable_index(self) -> dict[str, list[tuple[int, int]]]:
+        """Fuzzy syllable -> (turn, offset) over the call's match texts, built once."""
+        if self._index is None:
+            from speechqa.phonetic import fuzzy
+
+            self._index = {}
+            for i in range(len(self.texts)):
+                for p, s in enumerate(self.sounds(i)):
+                    if s is not None:
+                        self._index.setdefault(fuzzy(s), []).append((i, p))
+        return self._index
+
+    def hit(self, i: int, text: str, score: float = 1.0, offset: int | None = None) -> Hit:
+        """A hit in turn ``i``; with its character ``offset`` in the match text, timed from the
+        turn's words (proportionally: the match text is not the display text), else the turn."""
+        t = self.turns[i]
+        if offset is None or not self.texts[i]:
+            return Hit(i, t.start, t.end, text, round(score, 3))
+        start = self.time_at(i, offset / len(self.texts[i]))
+        end = max(start, self.time_at(i, (offset + len(text)) / len(self.texts[i])))
+        return Hit(i, start, end, text, round(score, 3))
+
+    def time_at(self, i: int, fraction: float) -> float:
+        """The time a fraction of the way through turn ``i``'s characters was spoken."""
+        t = self.turns[i]
+        if i not in self._clock:
+            words = [w for w in t.words if w.word.strip()]
+            ends = list(itertools.accumulate(len(w.word.strip()) for w in words))
+            self._clock[i] = (words, ends)
+        words, ends = self._clock[i]
+        if not words:
+            return round(t.start + fraction * t.duration, 3)
+        target = fraction * ends[-1]
+        k = min(bisect.bisect_left(ends, target), len(words) - 1)
+        w = words[k]
+        before = ends[k - 1] if k else 0
+        n = ends[k] - before
+        inside = (target - before) / n if n else 0.0
+        return round(w.start + min(max(inside, 0.0), 1.0) * (w.end - w.start), 3)
+
+
+# -- conditions ----------------------------------------------------------------------------
+
+
+def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy: float,
+                window: tuple[float, float]) -> list[Hit]:
+    allowed = set(turns)
+    hits = []
+    for phrase in group:
+        key = view.compiled.key.get(phrase) or _compact(phrase)
+        hits.extend(view.hit(i, key, 1.0, pos) for i, pos in view.exact.get(key, ()) if i in allowed)
+    if hits or fuzzy >= 1:
+        return hits
+    for phrase in group:
+        key = view.compiled.key.get(phrase) or _compact(phrase)
+        if len(key) < 2:
+            continue
+        for i, found in view.sound_matches(key, fuzzy).items():
+            if i in allowed:
+                hits.append(view.hit(i, view.texts[i][found.start:found.end], found.score, found.start))
+    return sorted((h for h in hits if window[0] <= h.start < window[1]), key=lambda h: (h.start, -h.score))
+
+
+def _phrases(cond: Phrases, view: CallView) -> Outcome:
+    turns = view.in_scope(cond.scope)
+    window = view.window(cond.scope)
+    per_group = [_group_hits(view, g, turns, cond.fuzzy, window) for g in cond.groups]
+    hits = tuple(sorted((h for hs in per_group for h in hs), key=lambda h: h.start))
+    where = cond.scope.describe()
+    names = " / ".join(g[0] for g in cond.groups[:4]) + (" …" if len(cond.groups) > 4 else "")
+    if cond.match == "none":
+        if hits:
+            return Outcome(False, hits, f"said {hits[0].text!r} {where}".strip())
+        return Outcome(True, (), "")
+    if cond.match == "all":
+        missing = [g[0] for g, hs in zip(cond.groups, per_group, strict=True) if not hs]
+        if missing:
+            return Outcome(False, hits, f"missing {' / '.join(missing)} {where}".strip())
+    if len(hits) < cond.min_hits:
+        return Outcome(False, hits, f"no {names} {where}".strip() if not hits
+                       else f"{len(hits)} of {cond.min_hits} hits of {names} {where}".strip())
+    return Outcome(True, hits)
+
+
+def _regex(cond: Regex, view: CallView) -> Outcome:
+    hits = []
+    for i in view.in_scope(cond.scope):
+        text = view.turns[i].match_text or normalize(view.turns[i].text)
+        if cond.exclude is not None and cond.exclude.search(text):
+            continue
+        m = cond.pattern.search(text)
+        if m:
+            compact_offset = len(text[: m.start()].replace(" ", ""))
+            hit = view.hit(i, m.group(0), 1.0, compact_offset)
+            lo, hi = view.window(cond.scope)
+            if lo <= hit.start < hi:
+                hits.append(hit)
+    if hits:
+        return Outcome(True, tuple(hits))
+    return Outcome(False, (), f"no match {cond.scope.describe()}".strip())
+
+
+def _events(cond: EventCond, view: CallView) -> Outcome:
+    chosen = [
+        e for e in view.result.events
+        if e.type == cond.type and (not cond.detail or e.detail in cond.detail)
+        and (cond.role == "any" or e.role == cond.role) and e.duration >= cond.min_duration_s
+    ]
+    hits = tuple(_event_hit(view, e) for e in chosen)
+    if len(hits) >= cond.min_count:
+        return Outcome(True, hits)
+    return Outcome(False, hits, f"{len(hits)} {cond.type} event(s), {cond.min_count} needed")
+
+
+def _event_hit(view: CallView, e: Event) -> Hit:
+    i = view.index.get(e.turn_id, -1)
+    if i < 0:  # a silence or hold: the turn just before it
+        i = max((k for k, t in enumerate(view.turns) if t.start <= e.start), default=-1)
+    return Hit(i, e.start, e.end, f"{e.type} {e.detail} {e.duration:.1f}s".replace("  ", " "))
+
+
+def _metric(cond: Metric, view: CallView) -> Outcome:
+    value = view.values.get(cond.name)
+    if value is None:
+        return Outcome(False, (), f"{cond.name} is not available for this call")
+    ok = getattr(operator, OPS[cond.op])(value, cond.value)
+    return Outcome(bool(ok), (), f"{cond.name} = {value:g} {'' if ok else 'not '}{cond.op} {cond.value:g}")
+
+
+def _before(cond: Before, view: CallView) -> Outcome:
+    first, then = evaluate(cond.first, view), evaluate(cond.then, view)
+    if not first.ok or not first.hits:
+        return Outcome(False, first.hits, first.reason or "the first step never happened")
+    a = min(first.hits, key=lambda h: h.start)
+    later = [h for h in then.hits if h.start < a.start]
+    if then.ok and later:
+        b = min(later, key=lambda h: h.start)
+        return Outcome(False, (b,), f"{b.text!r} at {b.start:.1f}s came before {a.text!r} at {a.start:.1f}s")
+    return Outcome(True, (a,))
+
+
+def _context(cond: Context, view: CallView) -> Outcome:
+    anchors = evaluate(cond.each, view).hits
+    has = evaluate(cond.has, view).hits
+    found = []
+    for a in anchors:
+        if cond.within_turns is not None and a.turn >= 0:
+            if cond.direction == "after":
+                near = [h for h in has if a.turn < h.turn <= a.turn + cond.within_turns]
+            else:
+                near = [h for h in has if a.turn - cond.within_turns <= h.turn <= a.turn]
+        else:
+            span = cond.within_s or 0.0
+            if cond.direction == "after":
+                near = [h for h in has if a.start <= h.start <= a.end + span]
+            else:
+                near = [h for h in has if a.start - span <= h.end and h.start <= a.start]
+        if not near:
+            window = f"{cond.within_turns} turns" if cond.within_turns is not None else f"{cond.within_s:g}s"
+            return Outcome(False, (a,), f"nothing within {window} {cond.direction} {a.text} at {a.start:.1f}s")
+        found.append(near[0])
+    return Outcome(True, tuple(found))
+
+
+def evaluate(cond: Condition, view: CallView) -> Outcome:
+    """Whether ``cond`` holds on the call, with its hits (evidence) and, when not, why."""
+    if isinstance(cond, Phrases):
+        return _phrases(cond, view)
+    if isinstance(cond, Regex):
+        return _regex(cond, view)
+    if isinstance(cond, EventCond):
+        return _events(cond, view)
+    if isinstance(cond, Metric):
+        return _metric(cond, view)
+    if isinstance(cond, Before):
+        return _before(cond, view)
+    if isinstance(cond, Context):
+        return _context(cond, view)
+    if isinstance(cond, All):
+        outcomes = [evaluate(p, view) for p in cond.parts]
+        failed = next((o for o in outcomes if not o.ok), None)
+        if failed:
+            return Outcome(False, failed.hits, failed.reason)
+        return Outcome(True, tuple(h for o in outcomes for h in o.hits))
+    if isinstance(cond, Any_):
+        outcomes = [evaluate(p, view) for p in cond.parts]
+        passed = [o for o in outcomes if o.ok]
+        if passed:
+            return Outcome(True, tuple(h for o in passed for h in o.hits))
+        return Outcome(False, (), "; ".join(o.reason for o in outcomes if o.reason))
+    if isinstance(cond, Not):
+        inner = evaluate(cond.part, view)
+        if not inner.ok:
+            return Outcome(True, inner.hits)
+        first = min(inner.hits, key=lambda h: h.start) if inner.hits else None
+        reason = f"said {first.text!r} at {first.start:.1f}s" if first else "the condition held"
+        return Outcome(False, inner.hits, reason)
+    raise TypeError(f"unknown condition {cond!r}")
+
+
+# -- items and calls -----------------------------------------------------------------------
+
+
+def _result(view: CallView, item: Item, outcome: str, points: float, max_points: float, o: Outcome | None,
+            reason: str) -> RuleResult:
+    hit = None
+    if o is not None and o.hits:
+        hit = max(o.hits, key=lambda h: h.score) if outcome == "pass" else o.hits[0]
+    turn_id = view.turns[hit.turn].turn_id if hit is not None and hit.turn >= 0 else ""
+    return RuleResult(
+        call_id=view.result.recording.call_id, item_id=item.id, outcome=outcome, points=points,
+        max_points=max_points, evidence_turn_id=turn_id,
+        evidence_start=None if hit is None else round(hit.start, 3),
+        evidence_end=None if hit is None else round(hit.end, 3),
+        evidence_text="" if hit is None else hit.text,
+        match_score=None if hit is None else hit.score, reason=reason,
+    )
+
+
+def evaluate_item(item: Item, view: CallView) -> RuleResult:
+    if item.na is not None:
+        na = evaluate(item.na, view)
+        if na.ok:
+            return _result(view, item, "na", 0.0, 0.0, None, "not applicable")
+    o = evaluate(item.passes, view)
+    if o.ok:
+        return _result(view, item, "pass", item.points, item.points, o, "")
+    return _result(view, item, "fail", 0.0, item.points, o, o.reason or "condition not met")
+
+
+@lru_cache(maxsize=8)
+def _compiled(scorecard: Scorecard) -> Compiled:
+    return compile_scorecard(scorecard)
+
+
+def score_call(result: CallResult, scorecard: Scorecard) -> Compliance:
+    """Every item of ``scorecard`` on one call, the 0-100 score and the auto-fail flag."""
+    view = CallView(result, _compiled(scorecard))
+    results = tuple(evaluate_item(item, view) for item in scorecard.items)
+    by_id = {item.id: item for item in scorecard.items}
+    auto_fail = any(r.outcome == "fail" and by_id[r.item_id].auto_fail for r in results)
+    possible = sum(r.max_points for r in results)
+    earned = sum(r.points for r in results)
+    score = 0.0 if auto_fail else (round(100 * earned / possible, 2) if possible > 0 else 100.0)
+    return Compliance(score, auto_fail, results, f"{scorecard.name} {scorecard.version}".strip(),
+                      scorecard.sha256)
