@@ -58,7 +58,8 @@ def main() -> int:
     false_auto_fail = 0
     auto_items = {i.id for i in scorecard.items if i.auto_fail}
     for r in results:
-        truth = json.loads(r.recording.path.with_suffix(".truth.json").read_text(encoding="utf-8"))["script_items"]
+        truth_path = r.recording.path.with_suffix(".truth.json")
+        truth = json.loads(truth_path.read_text(encoding="utf-8"))["script_items"]
         comp = score_call(r, scorecard)
         for rr in comp.results:
             if rr.item_id not in truth:
@@ -85,10 +86,9 @@ def main() -> int:
     print(f"rules_false_auto_fail={false_auto_fail}/{len(results)}")
 
     # speed: 1,000 calls x 40 items
-    raw = dict(scorecard.__dict__)
     items = tuple(dataclasses.replace(i, id=f"{i.id}_{k}", points=i.points / 5)
                   for k in range(5) for i in scorecard.items)
-    big = dataclasses.replace(scorecard, items=items, **{k: raw[k] for k in ("name",)})
+    big = dataclasses.replace(scorecard, items=items)
     calls = [dataclasses.replace(results[n % len(results)],
                                  recording=dataclasses.replace(results[n % len(results)].recording,
                                                                call_id=f"bench{n:04d}"))

@@ -180,3 +180,22 @@ def test_resume_after_kill_9(fixture_run, fixture_copy, tmp_path):
     assert turns.turn_id.is_unique
     pd.testing.assert_frame_equal(turns, _read(fixture_run.out, "turns"))
     shutil.rmtree(cache)
+
+
+def test_a_rule_that_errors_on_one_call_fails_only_that_call(fixture_copy, asr_cache, tmp_path, monkeypatch):
+    from speechqa import pipeline
+
+    real = pipeline.score_call
+
+    def flaky(result, scorecard):
+        if result.recording.call_id == "fx_mono":
+            raise ZeroDivisionError("rule arithmetic")
+        return real(result, scorecard)
+
+    monkeypatch.setattr(pipeline, "score_call", flaky)
+    summary = pipeline.run_batch(fixture_copy, tmp_path / "out", settings_for(asr_cache))
+    assert [(f.call_id, f.stage) for f in summary.failures] == [("fx_mono", "compliance")]
+    assert "ZeroDivisionError" in summary.failures[0].reason
+    assert sorted(r.recording.call_id for r in summary.results) == ["fx_bargein", "fx_stereo"]
+    rules = pd.read_parquet(tmp_path / "out" / "rule_results.parquet")
+    assert set(rules.call_id) == {"fx_bargein", "fx_stereo"}

@@ -129,3 +129,35 @@ def test_shouting_is_only_flagged_on_angry_turns(analysed):
     for row in shouting.itertuples():
         lines = [t for t in truths[row.call_id]["turns"] if t["start"] < row.end and t["end"] > row.start]
         assert any(t["mood"] in ("angry", "rude", "impatient") for t in lines), (row.turn_id, row.text)
+
+
+def test_scorecard_items_agree_with_the_truth_and_never_auto_fail_a_good_call(recordings_run, fixture_run):
+    results = pd.concat([pd.read_parquet(run.out / "rule_results.parquet")
+                         for run in (recordings_run, fixture_run)], ignore_index=True)
+    outcome = {True: "pass", False: "fail", None: "na"}
+    agree = total = 0
+    for call_id, truth in _truths().items():
+        mine = results[results.call_id == call_id].set_index("item_id")
+        for item_id, want in truth["script_items"].items():
+            total += 1
+            agree += mine.loc[item_id, "outcome"] == outcome[want]
+        if truth["script_items"]["no_forbidden"]:
+            assert mine.loc["no_forbidden", "outcome"] != "fail", call_id
+    # measured 100 of 104; the misses are agent turns whisper-base dropped
+    assert agree / total >= 0.93, f"{agree}/{total}"
+
+
+def test_rule_results_carry_evidence_and_the_scorecard_version(recordings_run):
+    rules = pd.read_parquet(recordings_run.out / "rule_results.parquet")
+    calls = pd.read_parquet(recordings_run.out / "calls.parquet").set_index("call_id")
+    run = json.loads((recordings_run.out / "run.json").read_text())
+    assert rules.scorecard_sha256.nunique() == 1
+    assert rules.scorecard_sha256.iloc[0] == run["scorecard"]["sha256"] == calls.scorecard_sha256.iloc[0]
+    passed = rules[(rules.outcome == "pass") & (rules.item_id != "no_forbidden")]  # absence has no evidence
+    assert passed.evidence_turn_id.str.len().gt(0).all() and passed.evidence_start.notna().all()
+    failed = rules[rules.outcome == "fail"]
+    assert failed.reason.str.len().gt(0).all()
+    c0002 = rules[(rules.call_id == "c0002") & (rules.item_id == "no_forbidden")].iloc[0]
+    assert c0002.outcome == "fail" and c0002.evidence_text in ("不知道", "不归我管")
+    assert calls.loc["c0002", "auto_fail"] and calls.loc["c0002", "compliance_score"] == 0
+    assert calls.loc["c0001", "compliance_score"] == 100 and calls.loc["c0001", "failed_items"] == ""
