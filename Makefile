@@ -40,6 +40,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/bench_sentiment.py
 	$(BIN)/python bench/bench_analytics.py
+	$(BIN)/python bench/bench_compliance.py
 	$(BIN)/python bench/bench_asr.py
 
 clean:
