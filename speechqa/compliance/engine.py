@@ -37,6 +37,7 @@ from speechqa.compliance.schema import (
     Regex,
     Scope,
     Scorecard,
+    walk,
 )
 from speechqa.phonetic import SoundMatch
 from speechqa.text import normalize
@@ -76,17 +77,7 @@ class Compiled:
 
 
 def _phrase_conditions(cond: Condition | None) -> list[Phrases]:
-    if isinstance(cond, Phrases):
-        return [cond]
-    if isinstance(cond, All | Any_):
-        return [p for part in cond.parts for p in _phrase_conditions(part)]
-    if isinstance(cond, Not):
-        return _phrase_conditions(cond.part)
-    if isinstance(cond, Before):
-        return _phrase_conditions(cond.first) + _phrase_conditions(cond.then)
-    if isinstance(cond, Context):
-        return _phrase_conditions(cond.each) + _phrase_conditions(cond.has)
-    return []
+    return [c for c in walk(cond) if isinstance(c, Phrases)]
 
 
 def compile_scorecard(scorecard: Scorecard) -> Compiled:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,18 +301,22 @@ class _Parser:
                         "before, each, event, metric, all, any, not")
 
 
-def _metric_refs(cond: Condition | None) -> list[str]:
-    if isinstance(cond, Metric):
-        return [cond.name]
+def walk(cond: Condition | None) -> Iterator[Condition]:
+    """``cond`` and every condition inside it, depth first."""
+    if cond is None:
+        return
+    yield cond
     if isinstance(cond, All | Any_):
-        return [n for part in cond.parts for n in _metric_refs(part)]
-    if isinstance(cond, Not):
-        return _metric_refs(cond.part)
-    if isinstance(cond, Before):
-        return _metric_refs(cond.first) + _metric_refs(cond.then)
-    if isinstance(cond, Context):
-        return _metric_refs(cond.each) + _metric_refs(cond.has)
-    return []
+        for part in cond.parts:
+            yield from walk(part)
+    elif isinstance(cond, Not):
+        yield from walk(cond.part)
+    elif isinstance(cond, Before):
+        yield from walk(cond.first)
+        yield from walk(cond.then)
+    elif isinstance(cond, Context):
+        yield from walk(cond.each)
+        yield from walk(cond.has)
 
 
 def parse_scorecard(data: dict[str, Any], source: str, sha256: str = "") -> Scorecard:
@@ -359,9 +364,9 @@ def parse_scorecard(data: dict[str, Any], source: str, sha256: str = "") -> Scor
             passes = p.condition(raw["pass"])
             na = p.condition(raw["na"]) if "na" in raw else None
             for cond in (passes, na):
-                for name in _metric_refs(cond):
-                    if name not in METRIC_NAMES:
-                        raise p.fail(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}")
+                for metric in (c for c in walk(cond) if isinstance(c, Metric)):
+                    if metric.name not in METRIC_NAMES:
+                        raise p.fail(f"unknown metric {metric.name!r}; known: {', '.join(METRIC_NAMES)}")
             items.append(Item(iid, sid, str(raw.get("name", iid)), str(raw.get("description", "")),
                               severity, float(points), auto_fail, passes, na))
     p.where = ""
