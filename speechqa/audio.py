@@ -99,3 +99,58 @@ def decode(path: Path, sample_rate: int = MODEL_RATE) -> Audio:
     if samples.shape[1] == 0:
         raise AudioError(f"{path}: no audio samples could be decoded")
     return Audio(samples=samples, sample_rate=sample_rate, source_rate=source_rate, codec=codec)
+
+
+# -- speech activity by energy --------------------------------------------------------------
+# A frame is active when its level is clearly above its channel's own noise floor. The ASR
+# stage uses this to find speech Whisper skipped, the metrics stage to time speech sharply.
+
+FRAME_S = 0.02
+FILL_GAP_S = 1.2  # pauses shorter than this inside speech are speech
+MIN_RUN_S = 0.08  # active blips shorter than this are clicks
+RUN_PAD_S = 0.05  # soft onsets and word ends fall under the threshold: widen each run this much
+FLOOR_MARGIN_DB = 10.0  # a frame this far above the channel's noise floor is active
+SILENT_DBFS = -60.0  # frames below this are never active, however clean the line
+HEADROOM_DB = 30.0  # ...and frames this far below the channel's speech level are not either
+
+
+def frame_levels(samples: np.ndarray, sample_rate: int, frame_s: float = FRAME_S) -> np.ndarray:
+    """RMS level of each frame of one channel, in dBFS."""
+    hop = max(1, int(round(sample_rate * frame_s)))
+    n = len(samples) // hop
+    if n == 0:
+        return np.full(1, -120.0)
+    frames = np.asarray(samples[: n * hop], dtype=np.float64).reshape(n, hop)
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    return 20.0 * np.log10(np.maximum(rms, 1e-6))
+
+
+def active_threshold(levels: np.ndarray, speech_level: float) -> float:
+    """The level above which a frame of this channel is taken as someone talking: clearly
+    above the noise floor, but never so close to the speech level that quiet syllables drop."""
+    floor = float(np.percentile(levels, 10))
+    return max(SILENT_DBFS, min(floor + FLOOR_MARGIN_DB, speech_level - 6.0), speech_level - HEADROOM_DB)
+
+
+def frames_of(span: tuple[float, float]) -> slice:
+    """The frames a time span covers (at least one)."""
+    return slice(int(span[0] / FRAME_S), max(int(span[0] / FRAME_S) + 1, int(np.ceil(span[1] / FRAME_S))))
+
+
+def runs_from_mask(mask: np.ndarray, frame_s: float = FRAME_S, fill_gap_s: float = FILL_GAP_S,
+                   min_run_s: float = MIN_RUN_S) -> list[tuple[float, float]]:
+    """Runs of True frames as (start, end) seconds, short gaps bridged, blips dropped."""
+    if not mask.any():
+        return []
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    spans = [(float(s) * frame_s, float(e) * frame_s) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+    merged: list[tuple[float, float]] = []
+    for start, end in spans:
+        if merged and start - merged[-1][1] < fill_gap_s:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    n_s = len(mask) * frame_s
+    return [(round(max(0.0, s - RUN_PAD_S), 3), round(min(n_s, e + RUN_PAD_S), 3))
+            for s, e in merged if e - s >= min_run_s]

@@ -5,13 +5,13 @@ Speech activity
 ---------------
 Whisper's word timestamps say what was said and roughly when; the audio says sharply when
 someone was speaking. Each channel is cut into 20 ms frames and a frame is *active* when its
-level is clearly above that channel's own noise floor. Active frames form runs (gaps under
-``FILL_GAP_S`` are bridged, blips under ``MIN_RUN_S`` dropped), and a run counts as speech only
-when it overlaps a transcribed turn on the same channel, or when it is long and as loud as
-that channel's talk (speech Whisper skipped): a cough or a door during a hold is not speech,
-and a phrase Whisper hallucinated over silence has no energy behind it. Each kept run
-belongs to the role of the turn it overlaps most (or the nearest one). When no audio is given, the turns' own
-spans are used instead.
+level is clearly above that channel's own noise floor (speechqa/audio.py). Active frames form
+runs (short gaps bridged, blips dropped), and a run counts as speech only when it overlaps a
+transcribed turn on the same channel, or when it is long and as loud as that channel's talk
+(speech Whisper skipped): a cough or a door during a hold is not speech, and a phrase Whisper
+hallucinated over silence has no energy behind it. Each kept run belongs to the role of the
+turn it overlaps most (or the nearest one). When no audio is given, the turns' own spans are
+used instead.
 
 Definitions (all times in seconds of call time)
 -----------------------------------------------
@@ -44,17 +44,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from speechqa.audio import (  # the energy detector lives with the audio; metrics reads it
+    active_threshold,
+    frame_levels,
+    frames_of,
+    runs_from_mask,
+)
 from speechqa.calls import Event, Turn
 from speechqa.config import MetricsSettings
 
-FRAME_S = 0.02
-FILL_GAP_S = 1.2  # pauses shorter than this inside speech are speech
-MIN_RUN_S = 0.08  # active blips shorter than this are clicks
-RUN_PAD_S = 0.05  # soft onsets and word ends fall under the threshold: widen each run this much
 TURN_SLACK_S = 0.3  # a run may start or end this far outside the turn it belongs to
-FLOOR_MARGIN_DB = 10.0  # a frame this far above the channel's noise floor is active
-SILENT_DBFS = -60.0  # frames below this are never active, however clean the line
-HEADROOM_DB = 30.0  # ...and frames this far below the channel's speech level are not either
 UNTRANSCRIBED_MIN_S = 1.0  # an untranscribed active run this long ...
 UNTRANSCRIBED_DB = 12.0  # ... and within this many dB of the channel's speech level is speech
 HOLD_GAP_REPLY_S = 10.0  # a customer→agent gap longer than this is not a response latency
@@ -84,52 +83,11 @@ Metrics = tuple[tuple[str, float | int | None], ...]
 # -- frames and runs --------------------------------------------------------------------
 
 
-def frame_levels(samples: np.ndarray, sample_rate: int, frame_s: float = FRAME_S) -> np.ndarray:
-    """RMS level of each frame of one channel, in dBFS."""
-    hop = max(1, int(round(sample_rate * frame_s)))
-    n = len(samples) // hop
-    if n == 0:
-        return np.full(1, -120.0)
-    frames = np.asarray(samples[: n * hop], dtype=np.float64).reshape(n, hop)
-    rms = np.sqrt(np.mean(frames * frames, axis=1))
-    return 20.0 * np.log10(np.maximum(rms, 1e-6))
-
-
-def active_threshold(levels: np.ndarray, speech_level: float) -> float:
-    """The level above which a frame of this channel is taken as someone talking: clearly
-    above the noise floor, but never so close to the speech level that quiet syllables drop."""
-    floor = float(np.percentile(levels, 10))
-    return max(SILENT_DBFS, min(floor + FLOOR_MARGIN_DB, speech_level - 6.0), speech_level - HEADROOM_DB)
-
-
-def _frames(span: Span) -> slice:
-    return slice(int(span[0] / FRAME_S), max(int(span[0] / FRAME_S) + 1, int(np.ceil(span[1] / FRAME_S))))
-
-
 def speech_level(levels: np.ndarray, turns: Sequence[Turn]) -> float:
     """The channel's talking level: the loud end of the frames inside its transcribed turns."""
-    inside = [levels[_frames((t.start, t.end))] for t in turns]
+    inside = [levels[frames_of((t.start, t.end))] for t in turns]
     frames = np.concatenate(inside) if inside else levels
     return float(np.percentile(frames if frames.size else levels, 90))
-
-
-def runs_from_mask(mask: np.ndarray, frame_s: float = FRAME_S, fill_gap_s: float = FILL_GAP_S,
-                   min_run_s: float = MIN_RUN_S) -> list[Span]:
-    """Runs of True frames as (start, end) seconds, short gaps bridged, blips dropped."""
-    if not mask.any():
-        return []
-    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    spans = [(float(s) * frame_s, float(e) * frame_s) for s, e in zip(edges[::2], edges[1::2], strict=True)]
-    merged: list[Span] = []
-    for start, end in spans:
-        if merged and start - merged[-1][1] < fill_gap_s:
-            merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    n_s = len(mask) * frame_s
-    return [(round(max(0.0, s - RUN_PAD_S), 3), round(min(n_s, e + RUN_PAD_S), 3))
-            for s, e in merged if e - s >= min_run_s]
 
 
 def union(spans: Sequence[Span]) -> list[Span]:
@@ -190,7 +148,7 @@ def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None,
             if best < 0:
                 # Speech Whisper skipped: long and loud like this channel's talk, so it is
                 # counted for the nearest turn's speaker (a cough or a click is neither).
-                frames = lv[_frames(span)]
+                frames = lv[frames_of(span)]
                 loud = float(np.percentile(frames, 90)) if frames.size else -120.0
                 if span[1] - span[0] < UNTRANSCRIBED_MIN_S or loud < talking - UNTRANSCRIBED_DB:
                     continue
@@ -212,7 +170,7 @@ def turn_loudness(turns: Sequence[Turn], levels: dict[int, np.ndarray],
         if lv is None:
             loud.append(None)
             continue
-        frames = lv[_frames((t.start, t.end))]
+        frames = lv[frames_of((t.start, t.end))]
         if frames.size == 0:
             loud.append(None)
             continue

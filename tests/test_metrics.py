@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from speechqa import metrics
+from speechqa import audio, metrics
 from speechqa.config import MetricsSettings
 from tests.conftest import turn
 
@@ -38,10 +38,10 @@ def test_runs_bridge_short_gaps_and_drop_clicks():
     mask[10:50] = True  # 0.2-1.0 s
     mask[60:100] = True  # 1.2-2.0 s: a 0.2 s pause, bridged
     mask[180:182] = True  # a 40 ms click, dropped
-    runs = metrics.runs_from_mask(mask)
+    runs = audio.runs_from_mask(mask)
     assert len(runs) == 1
-    assert runs[0][0] == pytest.approx(0.2 - metrics.RUN_PAD_S)
-    assert runs[0][1] == pytest.approx(2.0 + metrics.RUN_PAD_S)
+    assert runs[0][0] == pytest.approx(0.2 - audio.RUN_PAD_S)
+    assert runs[0][1] == pytest.approx(2.0 + audio.RUN_PAD_S)
 
 
 def test_silence_and_hold_between_speech_on_two_channels():
