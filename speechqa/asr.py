@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from speechqa.audio import Audio
+from speechqa.audio import Audio, active_threshold, frame_levels, frames_of, runs_from_mask
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
 from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings
 from speechqa.errors import ModelError
@@ -136,25 +136,73 @@ def transcribe_channel(model, samples: np.ndarray, channel: int, settings: AsrSe
         segments, _info = model.transcribe(
             samples, condition_on_previous_text=settings.condition_on_previous_text, **common
         )
-    out = []
-    for s in segments:
-        words = tuple(
-            Word(round(w.start, 3), round(w.end, 3), w.word, round(w.probability, 4))
-            for w in (s.words or ())
-        )
-        out.append(
-            Segment(
-                start=round(s.start, 3),
-                end=round(s.end, 3),
-                text=s.text,
-                avg_logprob=round(s.avg_logprob, 4),
-                no_speech_prob=round(s.no_speech_prob, 4),
-                compression_ratio=round(s.compression_ratio, 4),
-                temperature=float(s.temperature or 0.0),
-                words=words,
-            )
-        )
+    out = [_segment(s) for s in segments]
+    if settings.fill_gaps:
+        out = _fill_gaps(model, samples, out, settings)
     return ChannelTranscript(channel=channel, segments=tuple(out))
+
+
+def _segment(s: Any, offset: float = 0.0) -> Segment:
+    words = tuple(
+        Word(round(w.start + offset, 3), round(w.end + offset, 3), w.word, round(w.probability, 4))
+        for w in (s.words or ())
+    )
+    return Segment(
+        start=round(s.start + offset, 3),
+        end=round(s.end + offset, 3),
+        text=s.text,
+        avg_logprob=round(s.avg_logprob, 4),
+        no_speech_prob=round(s.no_speech_prob, 4),
+        compression_ratio=round(s.compression_ratio, 4),
+        temperature=float(s.temperature or 0.0),
+        words=words,
+    )
+
+
+GAP_MIN_S = 1.0  # untranscribed speech shorter than this is left alone
+GAP_LOUD_DB = 12.0  # ... and so is anything this far below the channel's talking level
+GAP_PAD_S = 0.3
+
+
+def untranscribed_speech(
+    samples: np.ndarray, sample_rate: int, segments: list[Segment]
+) -> list[tuple[float, float]]:
+    """Stretches that sound like this channel's talk but hold no transcribed word.
+
+    Batched decoding packs several VAD chunks into one 30 s window, and whisper-base then
+    sometimes stops early and drops a whole utterance (an agent's 请您稍等 or 再见).
+    """
+    levels = frame_levels(samples, sample_rate)
+    spans = [(w.start, w.end) for s in segments for w in s.words] or [(s.start, s.end) for s in segments]
+    if not spans:
+        return []
+    inside = np.concatenate([levels[frames_of(span)] for span in spans])
+    talking = float(np.percentile(inside, 90)) if inside.size else float(np.percentile(levels, 99))
+    found = []
+    for start, end in runs_from_mask(levels > active_threshold(levels, talking)):
+        if end - start < GAP_MIN_S or any(s < end and e > start for s, e in spans):
+            continue
+        if float(np.percentile(levels[frames_of((start, end))], 90)) >= talking - GAP_LOUD_DB:
+            found.append((start, end))
+    return found
+
+
+def _fill_gaps(model, samples: np.ndarray, segments: list[Segment], settings: AsrSettings) -> list[Segment]:
+    """Transcribe each stretch of skipped speech on its own (no VAD, no prompt, so that
+    Whisper cannot answer with the prompt) and merge it in time order."""
+    from speechqa.audio import MODEL_RATE
+
+    added = []
+    for start, end in untranscribed_speech(samples, MODEL_RATE, segments):
+        lo = max(0.0, start - GAP_PAD_S)
+        clip = samples[int(lo * MODEL_RATE): int((end + GAP_PAD_S) * MODEL_RATE)]
+        found, _ = model.transcribe(
+            clip, language=settings.language, beam_size=settings.beam_size, vad_filter=False,
+            word_timestamps=True, condition_on_previous_text=False, no_speech_threshold=None,
+            temperature=0.0,
+        )
+        added.extend(_segment(s, lo) for s in found if s.text.strip())
+    return sorted(segments + added, key=lambda s: s.start) if added else segments
 
 
 def transcribe(model, audio: Audio, audio_sha256: str, settings: AsrSettings) -> Transcript:

@@ -1,5 +1,7 @@
 """Turn splitting, script conversion, guards and the cache, on transcripts built in memory."""
 
+import numpy as np
+
 from speechqa import asr
 from speechqa.config import ChannelSettings, GuardSettings, TurnSettings
 from tests.conftest import segment, transcript, word
@@ -145,3 +147,17 @@ def test_stray_full_width_four_is_a_comma_and_broken_bytes_go():
     assert asr.convert_script("您好４新称通信、工号801４", "simplified") == "您好，新称通信、工号801，"
     assert asr.convert_script("价格是４５元", "simplified") == "价格是４５元"  # a real number stays
     assert asr.convert_script("感谢您的来电\ufffd再见", "simplified") == "感谢您的来电再见"
+
+
+def test_speech_without_words_is_found_for_a_second_pass():
+    rate = 16000
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(rate * 30) * 10 ** (-55 / 20)).astype(np.float32)
+    tone = (0.1 * np.sin(2 * np.pi * 300 * np.arange(rate * 3) / rate)).astype(np.float32)
+    for start in (1.0, 10.0, 20.0):  # three utterances; Whisper "heard" only the first and last
+        x[int(start * rate): int(start * rate) + len(tone)] += tone
+    heard = [segment([word(1.0, 2.0, "您好"), word(2.0, 4.0, "请稍等")]),
+             segment([word(20.0, 23.0, "再见")])]
+    gaps = asr.untranscribed_speech(x, rate, heard)
+    assert len(gaps) == 1 and abs(gaps[0][0] - 10.0) < 0.2 and abs(gaps[0][1] - 13.0) < 0.2
+    assert asr.untranscribed_speech(x[: rate * 5], rate, heard[:1]) == []
