@@ -65,6 +65,12 @@ def pinyin(text: str) -> tuple[str | None, ...]:
     return tuple(char_pinyin(ch) for ch in text)
 
 
+@lru_cache(maxsize=4096)
+def phrase_pinyin(phrase: str) -> tuple[str | None, ...]:
+    """:func:`pinyin` of a phrase that is matched again and again (cached)."""
+    return pinyin(phrase)
+
+
 @lru_cache(maxsize=65536)
 def syllable_cost(a: str, b: str) -> float:
     if a == b:
@@ -103,7 +109,7 @@ def find_sounds(
     (``pinyin(text)``) when matching many phrases against one text, and ``starts`` to try
     only some start offsets (see :func:`candidate_starts`).
     """
-    want = pinyin(phrase)
+    want = phrase_pinyin(phrase)
     if not want or any(s is None for s in want):
         return []
     sounds = pinyin(text) if sounds is None else sounds

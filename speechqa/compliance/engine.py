@@ -161,10 +161,10 @@ class CallView:
         key = (phrase, threshold)
         if key in self._matches:
             return self._matches[key]
-        from speechqa.phonetic import find_sounds, fuzzy, pinyin
+        from speechqa.phonetic import find_sounds, fuzzy, phrase_pinyin
 
         found: dict[int, SoundMatch] = {}
-        want = pinyin(phrase)
+        want = phrase_pinyin(phrase)
         if all(want):
             index = self.syllable_index()
             min_same = math.ceil(2 * len(phrase) / 3)  # most syllables must really sound the same
@@ -251,7 +251,11 @@ def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy:
 def _phrases(cond: Phrases, view: CallView) -> Outcome:
     turns = view.in_scope(cond.scope)
     window = view.window(cond.scope)
-    per_group = [_group_hits(view, g, turns, cond.fuzzy, window) for g in cond.groups]
+    per_group = [_group_hits(view, g, turns, 1.0, window) for g in cond.groups]
+    exact_enough = (cond.match == "any" and sum(map(len, per_group)) >= cond.min_hits) or all(per_group)
+    if cond.fuzzy < 1 and not exact_enough:  # sound-alikes only where the exact text fell short
+        per_group = [hs or _group_hits(view, g, turns, cond.fuzzy, window)
+                     for g, hs in zip(cond.groups, per_group, strict=True)]
     hits = tuple(sorted((h for hs in per_group for h in hs), key=lambda h: h.start))
     where = cond.scope.describe()
     names = " / ".join(g[0] for g in cond.groups[:4]) + (" …" if len(cond.groups) > 4 else "")
