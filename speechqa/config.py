@@ -12,6 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,32 @@ class ComplianceSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """The history database (see speechqa/store.py)."""
+
+    db: str = "speechqa.db"  # a SQLite file, or a postgresql:// URL
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """QA sampling, the last stage of a run (see speechqa/sampling.py)."""
+
+    enabled: bool = True
+    night: str = ""  # YYYY-MM-DD; empty: the most common started_at date in the manifest, else today
+    seed: int = 0  # 0: derived from the night's date, so each night differs but re-runs agree
+    must_review_sentiment: float = 0.15  # customer end sentiment below this must be reviewed
+    long_hold_s: float = 20.0  # an unannounced hold at least this long must be reviewed
+    risk_per_night: int = 5
+    floor_per_period: int = 2  # reviews per agent per period, at least
+    period_days: int = 7  # a period starts on a Monday when 7
+    tenure_floor: tuple[int, ...] = (4, 3, 2, 2)  # per-period floor for months 0-3, 4-6, 7-18, 18+
+    recognition_per_night: int = 2
+    recognition_min_score: float = 95.0
+    reviewers: tuple[str, ...] = ()
+    reviewer_capacity: int = 20  # calls per reviewer per night
+
+
+@dataclass(frozen=True)
 class BatchSettings:
     cache_dir: str = ""  # empty: OUT/.cache
     manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
@@ -171,6 +198,8 @@ class Settings:
     sentiment: SentimentSettings = field(default_factory=SentimentSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     source: str = "<defaults>"
 
@@ -181,7 +210,7 @@ class Settings:
 
 
 _SECTIONS = ("asr", "turns", "guards", "lexicon", "channels", "text", "sentiment", "metrics", "compliance",
-             "batch")
+             "sampling", "store", "batch")
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -203,8 +232,12 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             return float(value)
         if isinstance(default, tuple):
             if isinstance(value, str):
-                return tuple(v.strip() for v in value.split("|") if v.strip())
-            return tuple(str(v) for v in value)
+                items = [v.strip() for v in value.split("|") if v.strip()]
+            else:
+                items = list(value)
+            if default and all(isinstance(d, int) for d in default):
+                return tuple(int(v) for v in items)
+            return tuple(str(v) for v in items)
         if isinstance(default, str):
             if not isinstance(value, str | int | float):
                 raise ValueError(value)
@@ -246,6 +279,16 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return found
 
 
+def _is_date(text: str) -> bool:
+    if not text:
+        return True
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def validate(settings: Settings) -> Settings:
     """Check value ranges; raise ConfigError naming the setting and its origin."""
     origin = settings.source
@@ -285,6 +328,12 @@ def validate(settings: Settings) -> Settings:
         (m.backchannel_max_s >= 0, "[metrics] backchannel_max_s must be >= 0"),
         (m.interruption_min_overlap_s >= 0, "[metrics] interruption_min_overlap_s must be >= 0"),
         (m.shout_db > 0, "[metrics] shout_db must be > 0"),
+        (len(settings.sampling.tenure_floor) == 4,
+         "[sampling] tenure_floor must give 4 numbers: months 0-3, 4-6, 7-18, 18+"),
+        (settings.sampling.period_days >= 1, "[sampling] period_days must be >= 1"),
+        (settings.sampling.reviewer_capacity >= 1, "[sampling] reviewer_capacity must be >= 1"),
+        (_is_date(settings.sampling.night), "[sampling] night must be a date YYYY-MM-DD"),
+        (bool(settings.store.db), "[store] db must not be empty"),
     ]
     for ok, message in checks:
         if not ok:

@@ -36,6 +36,8 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from speechqa.config import SamplingSettings
+
 THREATS = ("complaint", "regulator", "media")
 TIERS_UP = {"KA": 2.0, "VIP": 2.0}
 LAYERS = ("must_review", "risk", "floor", "tenure", "recognition")
@@ -43,21 +45,6 @@ COLUMNS = [
     "night", "call_id", "agent_id", "agent_name", "team", "layer", "priority", "reasons_zh", "reasons_en",
     "evidence", "audio_path", "reviewer", "seed",
 ]
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    seed: int = 0  # 0: derived from the night's date, so each night differs but re-runs agree
-    must_review_sentiment: float = 0.15  # customer end sentiment below this must be reviewed
-    long_hold_s: float = 20.0  # an unannounced hold at least this long must be reviewed
-    risk_per_night: int = 5
-    floor_per_period: int = 2  # reviews per agent per period, at least
-    period_days: int = 7  # a period starts on a Monday when 7
-    tenure_floor: tuple[int, ...] = (4, 3, 2, 2)  # per-period floor for months 0-3, 4-6, 7-18, 18+
-    recognition_per_night: int = 2
-    recognition_min_score: float = 95.0
-    reviewers: tuple[str, ...] = ()
-    reviewer_capacity: int = 20  # calls per reviewer per night
 
 
 @dataclass(frozen=True)
