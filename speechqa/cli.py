@@ -48,11 +48,13 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Transcribe again even when a cached transcript exists.")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path),
               help="Scorecard TOML (default: the shipped Mandarin service scorecard).")
+@click.option("--db", help="History database: a SQLite file or a postgresql:// URL (default speechqa.db).")
+@click.option("--night", help="The night (YYYY-MM-DD) of the batch; default: the manifest's started_at.")
 @click.option("--keep-pii", is_flag=True,
               help="Write customer phone, ID, card numbers and e-mails unmasked (recorded in run.json).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary (for cron); errors only.")
 def run(input_path, out, config_path, model, device, compute_type, language, beam_size, cache_dir,
-        force, rules_path, keep_pii, quiet):
+        force, rules_path, db, night, keep_pii, quiet):
     """Transcribe a folder of recordings (or a manifest CSV) into OUT.
 
     INPUT is a folder (its calls.csv manifest is joined when present) or a manifest CSV
@@ -73,6 +75,8 @@ def run(input_path, out, config_path, model, device, compute_type, language, bea
         "batch": {"cache_dir": str(cache_dir)} if cache_dir else {},
         "text": {"redact_pii": False} if keep_pii else {},
         "compliance": {"rules": str(rules_path)} if rules_path else {},
+        "store": {"db": db} if db else {},
+        "sampling": {"night": night} if night else {},
     }
     bar = None
 
@@ -199,3 +203,111 @@ def rules_check(rules_file):
         na = " (has N/A)" if item.na is not None else ""
         click.echo(f"  {item.section:<10} {item.id:<16} {item.points:>5g}  "
                    f"{item.severity}{flags}{na}  {item.name}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--night", help="YYYY-MM-DD (default: from the batch's run.json, else the manifest dates).")
+@click.option("--db", help="History database (default from config: speechqa.db).")
+@click.option("--seed", type=int, help="Sampling seed (default: derived from the night).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Settings file (TOML).")
+def sample(out, night, db, seed, config_path):
+    """Sample a finished batch's calls for QA review again, into OUT/qa_candidates.*.
+
+    `speechqa run` already does this as its last stage; use this to re-sample with other
+    settings. The same inputs and seed give the same sample.
+
+    \b
+    Example:
+      speechqa sample out/ --night 2026-11-22 --seed 7
+    """
+    import json
+
+    import pandas as pd
+
+    from speechqa.config import load_settings
+    from speechqa.pipeline import qa_sample
+    from speechqa.store import open_store
+
+    overrides = {"store": {"db": db} if db else {}, "sampling": {"seed": seed} if seed is not None else {}}
+    try:
+        settings = load_settings(config_path, overrides=overrides)
+        tables = {}
+        for name in ("calls", "rule_results", "events"):
+            path = out / f"{name}.parquet"
+            if not path.is_file():
+                raise click.ClickException(f"{path}: missing; run 'speechqa run' into {out} first")
+            tables[name] = pd.read_parquet(path)
+        run_json = out / "run.json"
+        run_info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
+        night = night or (run_info.get("sampling") or {}).get("night") or settings.sampling.night
+        if not night:
+            raise click.ClickException("no night given and none recorded in run.json: pass --night YYYY-MM-DD")
+        info = qa_sample(open_store(settings.store.db), out, night, settings, tables["calls"],
+                         tables["rule_results"], tables["events"])
+    except SpeechQAError as exc:
+        raise _fail(exc) from None
+    layers = ", ".join(f"{k} {v}" for k, v in info["layers"].items())
+    click.echo(f"{info['candidates']} calls sampled for {info['night']} (seed {info['seed']}): {layers}")
+
+
+@main.group()
+def review() -> None:
+    """Bring reviewers' verdicts into the history store and report rule precision."""
+
+
+@review.command("import")
+@click.argument("review_file", metavar="FILE", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--db", help="History database (default from config: speechqa.db).")
+def review_import(review_file, db):
+    """Import reviewers' verdicts from a CSV or Excel file.
+
+    A row with call_id, reviewer, score (0-100) and verdict agree/disagree is a verdict on
+    the call; a row that also has item_id, with verdict correct/incorrect, is a verdict on
+    that rule result.
+
+    \b
+    Example:
+      speechqa review import reviews-2026-11-23.xlsx
+    """
+    import pandas as pd
+
+    from speechqa.config import load_settings
+    from speechqa.store import import_reviews, open_store
+
+    try:
+        settings = load_settings(overrides={"store": {"db": db} if db else {}})
+        if review_file.suffix.lower() in (".xlsx", ".xls"):
+            df = pd.read_excel(review_file, dtype=str)
+        else:
+            df = pd.read_csv(review_file, dtype=str, encoding="utf-8-sig")
+        rows = [{k: v for k, v in r.items() if isinstance(v, str) and v.strip()} for r in df.to_dict("records")]
+        calls, rules = import_reviews(open_store(settings.store.db), rows)
+    except SpeechQAError as exc:
+        raise _fail(exc) from None
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"{review_file}: cannot be read ({exc})") from None
+    click.echo(f"{review_file}: {calls} call verdicts and {rules} rule verdicts imported")
+
+
+@review.command("report")
+@click.option("--db", help="History database (default from config: speechqa.db).")
+def review_report(db):
+    """Rule precision per scorecard item, from reviewers' verdicts, so weak rules can be fixed.
+
+    \b
+    Example:
+      speechqa review report
+    """
+    from speechqa.config import load_settings
+    from speechqa.store import open_store, rule_precision
+
+    try:
+        settings = load_settings(overrides={"store": {"db": db} if db else {}})
+        table = rule_precision(open_store(settings.store.db))
+    except SpeechQAError as exc:
+        raise _fail(exc) from None
+    if table.empty:
+        click.echo("no rule verdicts yet: import reviews with 'speechqa review import FILE'")
+        return
+    click.echo(table.to_string(index=False))

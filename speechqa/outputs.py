@@ -53,6 +53,11 @@ def write_table(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     return [csv_path, parquet_path]
 
 
+def write_excel(df: pd.DataFrame, path: Path, sheet: str) -> None:
+    """One sheet, written atomically (reviewers open the QA list in Excel or WPS)."""
+    write_atomic(path, lambda p: df.to_excel(p, index=False, sheet_name=sheet, engine="openpyxl"))
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda p: p.write_text(

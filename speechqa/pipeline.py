@@ -232,13 +232,24 @@ def run_batch(
     failed_recordings = [Recording(f.call_id, Path(f.path)) for f in failures
                          if f.call_id not in {r.call_id for r in recordings}]
     all_recordings = recordings + failed_recordings
+    calls_df = outputs.calls_frame(results, failures, all_recordings, ctx.model.name)
+    events_df = outputs.events_frame(results)
+    rules_df = outputs.rule_results_frame(results, ctx.scorecard)
     outputs.write_table(outputs.turns_frame(results), out, "turns")
     outputs.write_table(outputs.words_frame(results), out, "words")
-    outputs.write_table(outputs.calls_frame(results, failures, all_recordings, ctx.model.name),
-                        out, "calls")
-    outputs.write_table(outputs.events_frame(results), out, "events")
-    outputs.write_table(outputs.rule_results_frame(results, ctx.scorecard), out, "rule_results")
+    outputs.write_table(calls_df, out, "calls")
+    outputs.write_table(events_df, out, "events")
+    outputs.write_table(rules_df, out, "rule_results")
     outputs.write_table(outputs.failures_frame(failures), out, "failures")
+
+    sampled: dict[str, Any] | None = None
+    if settings.sampling.enabled:
+        from speechqa import store as history
+
+        night = settings.sampling.night or infer_night(all_recordings)
+        db = history.open_store(settings.store.db)
+        history.save_calls(db, night, results)
+        sampled = qa_sample(db, out, night, settings, calls_df, rules_df, events_df)
 
     stage_totals: dict[str, float] = {}
     for r in results:
@@ -264,6 +275,7 @@ def run_batch(
         "lexicon_terms": len(ctx.lexicon.terms) if ctx.lexicon else 0,
         # Customer numbers are masked unless the user asked for raw text (--keep-pii).
         "pii_redacted": settings.text.redact_pii,
+        "sampling": sampled,
         "scorecard": None if ctx.scorecard is None else {
             "name": ctx.scorecard.name, "version": ctx.scorecard.version,
             "sha256": ctx.scorecard.sha256, "source": ctx.scorecard.source,
@@ -287,3 +299,47 @@ def run_batch(
     info["exit_code"] = 1 if failures else 0
     outputs.write_json(out / "run.json", info)
     return RunSummary(out=out, results=tuple(results), failures=tuple(failures), run_info=info)
+
+
+def infer_night(recordings: list[Recording]) -> str:
+    """The night a batch belongs to: the most common ``started_at`` date of its manifest,
+    else today (UTC)."""
+    from collections import Counter
+
+    days = Counter(str(r.meta_dict.get("started_at", ""))[:10] for r in recordings)
+    days.pop("", None)
+    for day, _ in days.most_common():
+        try:
+            return datetime.fromisoformat(day).date().isoformat()
+        except ValueError:
+            continue
+    return datetime.now(UTC).date().isoformat()
+
+
+def qa_sample(db: Any, out: Path, night: str, settings: Settings, calls: Any, rule_results: Any,
+              events: Any) -> dict[str, Any]:
+    """Sample the night's calls for review (see speechqa/sampling.py), record the sample in the
+    history store and write ``qa_candidates`` (CSV, Parquet and an Excel sheet).
+
+    Re-running a night gives the same sample: only samples of earlier nights count as history.
+    """
+    from datetime import date, timedelta
+
+    from speechqa import sampling
+    from speechqa import store as history
+
+    cfg = settings.sampling
+    before = (date.fromisoformat(night) - timedelta(days=1)).isoformat()
+    earlier = history.samples_frame(db, until=before)
+    first, _ = sampling.period_bounds(night, cfg.period_days)
+    in_period = earlier[earlier.night >= first] if len(earlier) else earlier
+    past = sampling.History(frozenset(earlier.call_id) if len(earlier) else frozenset(),
+                            in_period.agent_id.value_counts().to_dict() if len(in_period) else {})
+    samples = sampling.sample_night(calls, night, cfg, past, rule_results, events)
+    seed = sampling.night_seed(night, cfg.seed)
+    history.save_samples(db, night, seed, samples.to_dict("records"), batch=list(calls.call_id))
+    outputs.write_table(samples, out, "qa_candidates")
+    outputs.write_excel(samples, out / "qa_candidates.xlsx", sheet="qa_candidates")
+    return {"night": night, "seed": seed, "candidates": len(samples),
+            "layers": samples.layer.value_counts().to_dict() if len(samples) else {},
+            "db": history.describe(db)}

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,18 @@ FIXTURE_CALLS = ROOT / "tests" / "fixtures" / "calls"
 MODEL_DIR = ROOT / "models" / "whisper-base"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _history_store_in_tmp(tmp_path_factory):
+    """Runs started by tests (CLI, subprocesses) keep their history store out of the checkout."""
+    os.environ["SPEECHQA_STORE_DB"] = str(tmp_path_factory.mktemp("store") / "speechqa.db")
+    yield
+    os.environ.pop("SPEECHQA_STORE_DB", None)
+
+
 def settings_for(cache_dir: Path | None = None, **asr):
     """Settings isolated from the developer's environment, pointing at the real model."""
-    overrides = {"asr": {"model": str(MODEL_DIR), **asr}}
+    overrides = {"asr": {"model": str(MODEL_DIR), **asr},
+                 "store": {"db": os.environ.get("SPEECHQA_STORE_DB", str(Path(tempfile.mkdtemp()) / "qa.db"))}}
     if cache_dir is not None:
         overrides["batch"] = {"cache_dir": str(cache_dir)}
     return load_settings(environ={}, overrides=overrides)
