@@ -311,3 +311,42 @@ def review_report(db):
         click.echo("no rule verdicts yet: import reviews with 'speechqa review import FILE'")
         return
     click.echo(table.to_string(index=False))
+
+
+@main.group("clips")
+def clips_group() -> None:
+    """Training clips: good and bad examples cut from a batch's calls."""
+
+
+@clips_group.command("export")
+@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--dest", type=click.Path(path_type=Path), required=True, help="Folder for the clips and index.")
+@click.option("--tag", help="Only clips with this tag (greeting, forbidden_phrase, de_escalation ...).")
+@click.option("--label", type=click.Choice(["good", "bad"]), help="Only good or only bad examples.")
+@click.option("--team", help="Only this team's calls.")
+@click.option("--since", help="Only calls started on or after this date (YYYY-MM-DD).")
+@click.option("--keep-pii-audio", is_flag=True, help="Do not mute masked customer numbers in the audio.")
+@click.option("--format", "fmt", type=click.Choice(["wav", "mp3"]), default="wav", show_default=True)
+def clips_export(out, dest, tag, label, team, since, keep_pii_audio, fmt):
+    """Cut a batch's training clips to audio files, with clips.csv and clips.jsonl beside them.
+
+    Masked PII spans are muted unless --keep-pii-audio is given.
+
+    \b
+    Example:
+      speechqa clips export out/ --dest clips/ --label bad --tag forbidden_phrase
+    """
+    import pandas as pd
+
+    from speechqa.clips import export_clips
+
+    index_path = out / "training_clips.parquet"
+    if not index_path.is_file():
+        raise click.ClickException(f"{index_path}: missing; run 'speechqa run' into {out} first")
+    try:
+        events = pd.read_parquet(out / "events.parquet")
+        done = export_clips(pd.read_parquet(index_path), events, dest, tag=tag, label=label, team=team,
+                            since=since, mute_pii=not keep_pii_audio, fmt=fmt)
+    except SpeechQAError as exc:
+        raise _fail(exc) from None
+    click.echo(f"{len(done)} clips -> {dest} (index: clips.csv, clips.jsonl)")

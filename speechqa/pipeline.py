@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from speechqa import __version__, asr, audio, ingest, metrics, outputs, sentiment, text
+from speechqa import __version__, asr, audio, clips, ingest, metrics, outputs, sentiment, text
 from speechqa.calls import CallResult, Event, Failure, Recording
 from speechqa.compliance import Scorecard, load_scorecard, score_call
 from speechqa.config import Settings
@@ -240,6 +240,7 @@ def run_batch(
     outputs.write_table(calls_df, out, "calls")
     outputs.write_table(events_df, out, "events")
     outputs.write_table(rules_df, out, "rule_results")
+    outputs.write_table(clips.clips_frame(results), out, "training_clips")
     outputs.write_table(outputs.failures_frame(failures), out, "failures")
 
     sampled: dict[str, Any] | None = None

@@ -71,3 +71,17 @@ def test_reviews_come_back_and_rule_precision_is_reported(asr_cache, tmp_path):
     refused = CliRunner().invoke(main, ["review", "import", str(bad), "--db", str(db)])
     assert refused.exit_code == 1 and "c9999" in refused.output
     assert json.loads((tmp_path / "n1" / "run.json").read_text())["sampling"]["seed"] == 20261122
+
+
+def test_training_clips_from_the_real_batch_export_through_the_cli(recordings_run, tmp_path):
+    index = pd.read_parquet(recordings_run.out / "training_clips.parquet")
+    assert {"good", "bad"} <= set(index.label)
+    assert {"greeting", "forbidden_phrase"} <= {t for tags in index.tags for t in tags.split(";")}
+    assert ((index.start >= 0) & (index.end > index.start)).all()
+    dest = tmp_path / "clips"
+    result = CliRunner().invoke(main, ["clips", "export", str(recordings_run.out), "--dest", str(dest),
+                                       "--label", "bad", "--tag", "forbidden_phrase"])
+    assert result.exit_code == 0, result.output
+    exported = pd.read_csv(dest / "clips.csv", encoding="utf-8-sig")
+    assert len(exported) == (index.tags.str.contains("forbidden_phrase") & (index.label == "bad")).sum()
+    assert all((dest / f).stat().st_size > 1000 for f in exported.file)
