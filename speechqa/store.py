@@ -142,7 +142,7 @@ def _url(db: str) -> str:
 
 def describe(store: Store) -> str:
     """The store's URL without its password, for logs and run.json."""
-    return sa.make_url(store.url).render_as_string(hide_password=True)
+    return describe_url(store.url)
 
 
 def open_store(db: str) -> Store:
