@@ -299,7 +299,29 @@ def find_pii(text: str) -> list[PiiSpan]:
     for chain in _chains(text, taken):
         spans.extend(_chain_spans(text, chain))
     spans.extend(_spoken_numbers(text, [(s.start, s.end) for s in spans]))
-    return sorted(spans, key=lambda s: s.start)
+    return _with_fragments(text, sorted(spans, key=lambda s: s.start))
+
+
+# A run of four or more read-out digits (Chinese digits or homophones) ending at most one
+# character before a masked number is the start of the same number, broken up by ASR
+# (是一零一零五,一周[九零零三…]): it is masked with it.
+_FRAGMENT_BEFORE = re.compile(
+    r"[0-9０-９{d}{h}](?:[\s,，、\-]?[0-9０-９{d}{h}]){{3,}}[\s,，、\-]?.?$".format(
+        d=_CN_DIGITS, h="".join(_HOMOPHONE_DIGITS))
+)
+
+
+def _with_fragments(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
+    out: list[PiiSpan] = []
+    for span in spans:
+        if span.kind != "email":
+            floor = out[-1].end if out else 0
+            m = _FRAGMENT_BEFORE.search(text, floor, span.start)
+            # read-out digits only: 工号8012 written in digits just before a number stays
+            if m is not None and any(c in CN_DIGIT_VALUES or c in _HOMOPHONE_DIGITS for c in m.group()):
+                span = PiiSpan(span.kind, m.start(), span.end, span.mask)
+        out.append(span)
+    return out
 
 
 def _apply(text: str, spans: list[PiiSpan]) -> str:
