@@ -180,6 +180,37 @@ def rule_results_frame(results: Iterable[CallResult], scorecard: Scorecard | Non
                                        "evidence_end": "Float64", "match_score": "Float64"})
 
 
+def scorecards_frame(calls: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Supervisors' view: one row per agent (or team) over the batch's processed calls."""
+    columns = [*by, "calls", "compliance_score_mean", "auto_fails", "failed_items_top", "escalated_calls",
+               "customer_sentiment_end_mean", "agent_interruptions", "holds", "talk_ratio_agent_mean"]
+    if calls.empty or any(c not in calls for c in by):
+        return pd.DataFrame(columns=columns)
+    ok = calls[calls.status == "ok"].copy()
+    if ok.empty:
+        return pd.DataFrame(columns=columns)
+    for column in by:
+        ok[column] = ok[column].fillna("").astype(str)
+
+    def top_failures(items: pd.Series) -> str:
+        counts = pd.Series([i for s in items.dropna() for i in str(s).split(";") if i]).value_counts()
+        return ";".join(f"{k}:{v}" for k, v in counts.head(3).items())
+
+    g = ok.groupby(by, sort=True)
+    out = pd.DataFrame({
+        "calls": g.size(),
+        "compliance_score_mean": g["compliance_score"].mean().round(1),
+        "auto_fails": g["auto_fail"].sum().astype("int64"),
+        "failed_items_top": g["failed_items"].agg(top_failures),
+        "escalated_calls": g["escalated"].sum().astype("int64"),
+        "customer_sentiment_end_mean": g["customer_sentiment_end"].mean().round(3),
+        "agent_interruptions": g["n_interruptions_agent"].sum().astype("int64"),
+        "holds": g["n_holds"].sum().astype("int64"),
+        "talk_ratio_agent_mean": g["talk_ratio_agent"].mean().round(3),
+    }).reset_index()
+    return out[columns]
+
+
 def failures_frame(failures: Iterable[Failure]) -> pd.DataFrame:
     rows = [{"call_id": f.call_id, "path": f.path, "stage": f.stage, "reason": f.reason}
             for f in failures]

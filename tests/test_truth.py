@@ -161,3 +161,15 @@ def test_rule_results_carry_evidence_and_the_scorecard_version(recordings_run):
     assert c0002.outcome == "fail" and c0002.evidence_text in ("不知道", "不归我管")
     assert calls.loc["c0002", "auto_fail"] and calls.loc["c0002", "compliance_score"] == 0
     assert calls.loc["c0001", "compliance_score"] == 100 and calls.loc["c0001", "failed_items"] == ""
+
+
+def test_agent_and_team_scorecards_summarise_the_calls(recordings_run):
+    calls = pd.read_parquet(recordings_run.out / "calls.parquet")
+    agents = pd.read_parquet(recordings_run.out / "agents.parquet").set_index("agent_id")
+    teams = pd.read_parquet(recordings_run.out / "teams.parquet").set_index("team")
+    assert agents.calls.sum() == teams.calls.sum() == (calls.status == "ok").sum()
+    liu = calls[calls.agent_id == "A2011"]  # 刘洋: three calls, all poor
+    assert agents.loc["A2011", "calls"] == len(liu)
+    assert agents.loc["A2011", "auto_fails"] == liu.auto_fail.sum()
+    assert abs(agents.loc["A2011", "compliance_score_mean"] - liu.compliance_score.mean()) < 0.1
+    assert teams.loc["客服一组", "compliance_score_mean"] > teams.loc["客服二组", "compliance_score_mean"]
