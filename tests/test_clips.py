@@ -108,3 +108,12 @@ def test_filters(tmp_path):
     assert len(export_clips(index, empty, tmp_path / "c", since="2026-11-23")) == 0
     with pytest.raises(Exception, match="wav or mp3"):
         export_clips(index, empty, tmp_path / "d", fmt="flac")
+
+
+def test_mp3_export_plays(tmp_path):
+    index = clips_frame([call(results=[rule("greeting", "pass", 1.6, 3.0)])])
+    empty = pd.DataFrame(columns=["call_id", "type", "start", "end"])
+    out = export_clips(index, empty, tmp_path, fmt="mp3")
+    audio, rate, _ = _read(tmp_path / out.iloc[0].file)
+    assert out.iloc[0].file.endswith(".mp3")
+    assert abs(audio.shape[1] / rate - (out.iloc[0].end - out.iloc[0].start)) < 0.15  # encoder padding
