@@ -51,6 +51,7 @@ def main() -> int:
     settings = load_settings(overrides={
         "asr": {"model": str(ROOT / "models" / "whisper-base")},
         "batch": {"cache_dir": str(ROOT / "out" / ".bench-cache")},
+        "sampling": {"enabled": False},  # a benchmark is not a night: nothing goes into the history store
     })
     truths, runs = {}, []
     for folder in FOLDERS:

@@ -150,7 +150,8 @@ def main() -> None:
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides.setdefault("model", str(ROOT / "models" / "whisper-base"))
     # CER measures what Whisper heard, so numbers are not masked here (the temp outputs go).
-    settings = load_settings(environ={}, overrides={"asr": overrides, "text": {"redact_pii": False}})
+    settings = load_settings(environ={}, overrides={"asr": overrides, "text": {"redact_pii": False},
+                                                      "sampling": {"enabled": False}})
     print("settings=" + ",".join(f"{k}={v}" for k, v in dataclasses.asdict(settings.asr).items()
                                  if k not in ("initial_prompt", "model")))
     with tempfile.TemporaryDirectory(prefix="speechqa-bench-") as tmp:

@@ -48,6 +48,7 @@ def main() -> int:
         "asr": {"model": str(ROOT / "models" / "whisper-base")},
         "batch": {"cache_dir": str(ROOT / "out" / ".bench-cache")},
         "compliance": {"rules": args.rules or ""},
+        "sampling": {"enabled": False},  # a benchmark is not a night: nothing goes into the history store
     })
     results = []
     for folder in FOLDERS:

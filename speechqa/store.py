@@ -3,18 +3,23 @@
 SQLite by default (one file, ``[store] db``), PostgreSQL when the URL says so, through
 SQLAlchemy Core: one set of table definitions, no hand-written SQL dialect. The schema is
 versioned: ``schema_version`` records the migrations applied, and opening a store applies the
-missing ones in a transaction (a store written by a newer speechqa is refused). Every write
+missing ones in one transaction (a store written by a newer speechqa is refused). Every write
 is an upsert on a natural key, so re-running a night never duplicates rows; a night's sample
 is replaced as a whole.
+
+Writes are transactions. A SQLite file takes one writer at a time (WAL, busy timeout, and
+``BEGIN IMMEDIATE`` for writes, so two processes queue instead of failing on a lock upgrade).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +31,13 @@ from speechqa.errors import SpeechQAError
 
 
 class StoreError(SpeechQAError):
-    """The history database cannot be opened, migrated or written."""
+    """The history database cannot be opened, migrated, read or written."""
 
 
 META = sa.MetaData()
 
+# The tables as the newest migration leaves them. A migration that adds columns names them in
+# LATER_COLUMNS, so that version 1 still creates the tables as they first shipped.
 calls = sa.Table(
     "calls", META,
     sa.Column("call_id", sa.String(200), primary_key=True),
@@ -47,20 +54,24 @@ calls = sa.Table(
     sa.Column("duration_s", sa.Float),
     sa.Column("compliance_score", sa.Float),
     sa.Column("auto_fail", sa.Boolean),
-    sa.Column("failed_items", sa.Text),
+    sa.Column("failed_items", sa.Text),  # ';'-joined item ids
     sa.Column("customer_sentiment_start", sa.Float),
     sa.Column("customer_sentiment_end", sa.Float),
     sa.Column("sentiment_trajectory", sa.String(16)),
-    sa.Column("escalations", sa.Text),
+    sa.Column("escalations", sa.Text),  # ';'-joined escalation kinds
     sa.Column("metrics", sa.Text),  # JSON of the call's metrics
     sa.Column("scorecard_sha256", sa.String(64)),
     sa.Column("updated_at", sa.String(40)),
+    # version 2: the metrics supervisors filter on, as columns
+    sa.Column("n_interruptions_agent", sa.Integer),
+    sa.Column("longest_silence_s", sa.Float),
+    sa.Column("hold_s", sa.Float),
 )
 rule_results = sa.Table(
     "rule_results", META,
     sa.Column("call_id", sa.String(200), primary_key=True),
     sa.Column("item_id", sa.String(100), primary_key=True),
-    sa.Column("outcome", sa.String(8)),
+    sa.Column("outcome", sa.String(8)),  # pass | fail | na
     sa.Column("points", sa.Float),
     sa.Column("max_points", sa.Float),
     sa.Column("evidence_turn_id", sa.String(240)),
@@ -107,17 +118,50 @@ schema_version = sa.Table(
     sa.Column("applied_at", sa.String(40)),
     sa.Column("description", sa.Text),
 )
+DATA_TABLES = (calls, rule_results, samples, call_reviews, rule_reviews)
+V2_CALL_COLUMNS = ("n_interruptions_agent", "longest_silence_s", "hold_s")
+LATER_COLUMNS = {"calls": V2_CALL_COLUMNS}
+
+
+def _as_first_shipped(table: sa.Table) -> sa.Table:
+    later = LATER_COLUMNS.get(table.name, ())
+    cols = [sa.Column(c.name, c.type, primary_key=c.primary_key, index=c.index)
+            for c in table.columns if c.name not in later]
+    return sa.Table(table.name, sa.MetaData(), *cols)
+
+
+def _add_columns(conn: sa.Connection, table: sa.Table, names: Sequence[str]) -> None:
+    # ALTER TABLE ... ADD COLUMN reads the same in SQLite and PostgreSQL; the column's type is
+    # compiled by SQLAlchemy for the dialect at hand.
+    name = conn.dialect.identifier_preparer.format_table(table)
+    for column in names:
+        ddl = sa.schema.CreateColumn(table.c[column]).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {ddl}")
 
 
 def _v1(conn: sa.Connection) -> None:
-    META.create_all(conn, tables=[calls, rule_results, samples, call_reviews, rule_reviews])
+    for table in DATA_TABLES:
+        _as_first_shipped(table).create(conn)
+
+
+def _v2(conn: sa.Connection) -> None:
+    _add_columns(conn, calls, V2_CALL_COLUMNS)
+    metrics = sa.select(calls.c.call_id, calls.c.metrics).where(calls.c.metrics.is_not(None))
+    updates = []
+    for call_id, text in conn.execute(metrics).all():
+        values = json.loads(text or "{}")
+        updates.append({"key": call_id, **{c: _clean(values.get(c)) for c in V2_CALL_COLUMNS}})
+    if updates:
+        conn.execute(calls.update().where(calls.c.call_id == sa.bindparam("key")), updates)
 
 
 # Ordered migrations: (version, description, step). Add new ones at the end; never edit old ones.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "calls, rule results, samples, reviews", _v1),
+    (2, "calls: n_interruptions_agent, longest_silence_s, hold_s as columns", _v2),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+_PG_MIGRATION_LOCK = 0x5EEC4A  # advisory lock key: one process migrates a PostgreSQL store at a time
 
 
 @dataclass(frozen=True)
@@ -131,13 +175,30 @@ class Store:
 
 
 def _url(db: str) -> str:
+    """The SQLAlchemy URL for ``db``; creates a SQLite file's folder."""
+    db = db.strip()
+    if not db:
+        raise StoreError("the history store location is empty: set [store] db or pass --db")
     if db.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + db.split("://", 1)[1]
-    if "://" in db:
-        return db
-    path = Path(db).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    if "://" not in db:
+        url = sa.URL.create("sqlite", database=str(Path(db).expanduser()))
+    else:
+        try:
+            url = sa.make_url(db)
+        except sa.exc.ArgumentError:
+            raise StoreError(f"{db!r} is not a database URL (sqlite:///FILE or postgresql://...)") from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and not url.database.startswith("file:"):
+        try:
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{url.database}: cannot create the history store's folder ({exc})") from None
+    return url.render_as_string(hide_password=False)
+
+
+def describe_url(url: str) -> str:
+    return sa.make_url(url).render_as_string(hide_password=True)
 
 
 def describe(store: Store) -> str:
@@ -145,38 +206,82 @@ def describe(store: Store) -> str:
     return describe_url(store.url)
 
 
-def open_store(db: str) -> Store:
-    """Open (creating and migrating) the store at ``db``: a file path, ``sqlite:///...`` or
-    ``postgresql://...``."""
-    url = _url(db)
+def _engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name not in ("sqlite", "postgresql"):
+        engine.dispose()
+        raise StoreError(f"{describe_url(url)}: unsupported database {engine.dialect.name!r}: use SQLite or "
+                         "PostgreSQL")
+    if engine.dialect.name == "sqlite":
+        # pysqlite neither begins a transaction before DDL nor lets SQLAlchemy choose BEGIN
+        # IMMEDIATE; take transactions over from the driver, as SQLAlchemy's SQLite docs show.
+        @sa.event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+    return engine
+
+
+@contextmanager
+def _errors(where: str, doing: str) -> Iterator[None]:
     try:
-        engine = sa.create_engine(url, future=True)
-        if engine.dialect.name == "sqlite":
-            @sa.event.listens_for(engine, "connect")
-            def _pragmas(conn, _record):  # noqa: ANN001
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA busy_timeout=30000")
-        store = Store(engine, url)
-        _migrate(store)
+        yield
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"{describe_url(url)}: cannot open the history store ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0]})") from None
-    return store
+        first = str(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc).strip().splitlines()
+        raise StoreError(f"{where}: cannot {doing} ({exc.__class__.__name__}: "
+                         f"{first[0] if first else ''})") from None
 
 
-def describe_url(url: str) -> str:
-    return sa.make_url(url).render_as_string(hide_password=True)
+@contextmanager
+def _write(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One write transaction (BEGIN IMMEDIATE on SQLite)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(write=True)
+        with conn.begin():
+            yield conn
 
 
-def _migrate(store: Store) -> None:
-    with store.engine.begin() as conn:
-        META.create_all(conn, tables=[schema_version])
+def open_store(db: str) -> Store:
+    """Open the store at ``db`` (a file path, ``sqlite:///FILE`` or ``postgresql://...``),
+    creating it or upgrading its schema to this speechqa's version."""
+    url = _url(db)
+    with _errors(describe_url(url), "open the history store"):
+        engine = _engine(url)
+        try:
+            _migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+    return Store(engine, url)
+
+
+def close_store(store: Store) -> None:
+    """Close the store's connections (a later call reopens them)."""
+    store.engine.dispose()
+
+
+def _migrate(engine: sa.Engine, upto: int | None = None) -> None:
+    """Apply the missing migrations, up to ``upto`` (tests build old stores with it), in one
+    transaction: a failed step leaves the store as it was."""
+    with _write(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+        schema_version.create(conn, checkfirst=True)
         applied = {row.version for row in conn.execute(sa.select(schema_version.c.version))}
         newest = max(applied, default=0)
         if newest > SCHEMA_VERSION:
-            raise StoreError(f"{describe(store)}: the store is at schema version {newest}, newer than this "
-                             f"speechqa understands ({SCHEMA_VERSION}); upgrade speechqa")
+            raise StoreError(f"{describe_url(str(engine.url))}: the store is at schema version {newest}, newer "
+                             f"than this speechqa understands ({SCHEMA_VERSION}); upgrade speechqa")
         for version, description, step in MIGRATIONS:
+            if upto is not None and version > upto:
+                break
             if version not in applied:
                 step(conn)
                 conn.execute(schema_version.insert().values(
@@ -184,7 +289,7 @@ def _migrate(store: Store) -> None:
 
 
 def current_version(store: Store) -> int:
-    with store.engine.connect() as conn:
+    with _errors(describe(store), "read the schema version"), store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
 
 
@@ -192,16 +297,23 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _night(value: str, what: str = "night") -> str:
+    text = str(value).strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise StoreError(f"{what} {value!r} is not a date YYYY-MM-DD")
+
+
 def _upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert or update on the primary key, in the dialect's own syntax (SQLAlchemy writes it)."""
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise StoreError(f"unsupported database {conn.dialect.name!r}: use SQLite or PostgreSQL")
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     keys = [c.name for c in table.primary_key.columns]
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
@@ -210,83 +322,98 @@ def _upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
 
 
 def _clean(value: Any) -> Any:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and math.isnan(value):
+    """A plain Python value for the database: NaN, infinities and pandas' NA become NULL."""
+    if value is None or value is pd.NA or value is pd.NaT:
         return None
     if hasattr(value, "item"):  # numpy scalars
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _call_row(night: str, r: CallResult, stamp: str) -> dict[str, Any]:
+    meta = r.recording.meta_dict
+    metrics = {k: _clean(v) for k, v in r.metrics}
+    comp = r.compliance
+    kinds = sorted({e.detail for e in r.events if e.type == "escalation" and e.detail})
+    return {
+        "call_id": r.recording.call_id, "night": night,
+        **{k: meta.get(k) for k in ("agent_id", "agent_name", "team", "agent_hire_date", "customer_tier",
+                                    "started_at", "queue", "direction")},
+        "path": str(r.recording.path), "duration_s": _clean(r.duration_s),
+        "compliance_score": _clean(comp.score) if comp else None, "auto_fail": comp.auto_fail if comp else None,
+        "failed_items": ";".join(comp.failed_items) if comp else None,
+        "customer_sentiment_start": _clean(r.sentiment.customer.start),
+        "customer_sentiment_end": _clean(r.sentiment.customer.end),
+        "sentiment_trajectory": r.sentiment.trajectory, "escalations": ";".join(kinds),
+        "metrics": json.dumps(metrics, ensure_ascii=False, sort_keys=True),
+        "scorecard_sha256": comp.scorecard_sha256 if comp else None, "updated_at": stamp,
+        **{c: metrics.get(c) for c in V2_CALL_COLUMNS},
+    }
+
+
 def save_calls(store: Store, night: str, results: Sequence[CallResult]) -> int:
-    """Record processed calls and their rule results (upserts: a re-run updates, never duplicates)."""
-    call_rows, rule_rows = [], []
-    for r in results:
-        meta = r.recording.meta_dict
-        metrics = {k: _clean(v) for k, v in r.metrics}
-        comp = r.compliance
-        kinds = sorted({e.detail for e in r.events if e.type == "escalation"})
-        call_rows.append({
-            "call_id": r.recording.call_id, "night": night, "agent_id": meta.get("agent_id"),
-            "agent_name": meta.get("agent_name"), "team": meta.get("team"),
-            "agent_hire_date": meta.get("agent_hire_date"), "customer_tier": meta.get("customer_tier"),
-            "started_at": meta.get("started_at"), "queue": meta.get("queue"),
-            "direction": meta.get("direction"),
-            "path": str(r.recording.path), "duration_s": r.duration_s,
-            "compliance_score": comp.score if comp else None, "auto_fail": comp.auto_fail if comp else None,
-            "failed_items": ";".join(comp.failed_items) if comp else None,
-            "customer_sentiment_start": r.sentiment.customer.start,
-            "customer_sentiment_end": r.sentiment.customer.end,
-            "sentiment_trajectory": r.sentiment.trajectory, "escalations": ";".join(kinds),
-            "metrics": json.dumps(metrics, ensure_ascii=False, sort_keys=True),
-            "scorecard_sha256": comp.scorecard_sha256 if comp else None, "updated_at": _now(),
-        })
-        for rr in comp.results if comp else ():
-            rule_rows.append({
-                "call_id": rr.call_id, "item_id": rr.item_id, "outcome": rr.outcome, "points": rr.points,
-                "max_points": rr.max_points, "evidence_turn_id": rr.evidence_turn_id,
-                "evidence_start": rr.evidence_start, "evidence_end": rr.evidence_end,
-                "evidence_text": rr.evidence_text, "match_score": rr.match_score, "reason": rr.reason,
-            })
-    try:
-        with store.engine.begin() as conn:
-            _upsert(conn, calls, call_rows)
-            _upsert(conn, rule_results, rule_rows)
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"{describe(store)}: cannot record calls ({str(exc).splitlines()[0]})") from None
+    """Record processed calls and their rule results. A call seen again is updated, never
+    duplicated, and its rule results are replaced (an item dropped from the scorecard goes)."""
+    night = _night(night)
+    stamp = _now()
+    by_call = {r.recording.call_id: r for r in results}  # a call listed twice: the last one wins
+    call_rows = [_call_row(night, r, stamp) for r in by_call.values()]
+    rule_rows = list({
+        (call_id, rr.item_id): {
+            "call_id": call_id, "item_id": rr.item_id, "outcome": rr.outcome, "points": _clean(rr.points),
+            "max_points": _clean(rr.max_points), "evidence_turn_id": rr.evidence_turn_id,
+            "evidence_start": _clean(rr.evidence_start), "evidence_end": _clean(rr.evidence_end),
+            "evidence_text": rr.evidence_text, "match_score": _clean(rr.match_score), "reason": rr.reason,
+        }
+        for call_id, r in by_call.items() for rr in (r.compliance.results if r.compliance else ())
+    }.values())
+    with _errors(describe(store), "record calls"), _write(store.engine) as conn:
+        _upsert(conn, calls, call_rows)
+        for ids in _chunks(list(by_call)):
+            conn.execute(rule_results.delete().where(rule_results.c.call_id.in_(ids)))
+        _upsert(conn, rule_results, rule_rows)
     return len(call_rows)
 
 
 def _frame(store: Store, table: sa.Table, since: str | None, until: str | None) -> pd.DataFrame:
-    query = sa.select(table)
+    query = sa.select(table).order_by(table.c.night, table.c.call_id)
     if since:
-        query = query.where(table.c.night >= since)
+        query = query.where(table.c.night >= _night(since, "since"))
     if until:
-        query = query.where(table.c.night <= until)
-    with store.engine.connect() as conn:
+        query = query.where(table.c.night <= _night(until, "until"))
+    with _errors(describe(store), f"read {table.name}"), store.engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
     return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in table.columns])
 
 
 def calls_frame(store: Store, since: str | None = None, until: str | None = None) -> pd.DataFrame:
+    """The calls recorded for nights from ``since`` to ``until`` (both included, both optional)."""
     return _frame(store, calls, since, until)
 
 
 def samples_frame(store: Store, since: str | None = None, until: str | None = None) -> pd.DataFrame:
+    """The samples of nights from ``since`` to ``until`` (both included, both optional)."""
     return _frame(store, samples, since, until)
 
 
 def sampled_call_ids(store: Store) -> set[str]:
-    with store.engine.connect() as conn:
-        return {row[0] for row in conn.execute(sa.select(samples.c.call_id))}
+    """Every call ever sampled, any night."""
+    with _errors(describe(store), "read samples"), store.engine.connect() as conn:
+        return {row[0] for row in conn.execute(sa.select(samples.c.call_id).distinct())}
 
 
 def review_counts(store: Store, since: str, until: str) -> dict[str, int]:
     """Samples per agent with night in [since, until]."""
-    query = (sa.select(samples.c.agent_id, sa.func.count()).where(samples.c.night >= since)
-             .where(samples.c.night <= until).group_by(samples.c.agent_id))
-    with store.engine.connect() as conn:
+    query = (sa.select(samples.c.agent_id, sa.func.count()).where(samples.c.night >= _night(since, "since"))
+             .where(samples.c.night <= _night(until, "until")).group_by(samples.c.agent_id))
+    with _errors(describe(store), "read samples"), store.engine.connect() as conn:
         return {row[0]: int(row[1]) for row in conn.execute(query)}
 
 
@@ -296,39 +423,52 @@ SAMPLE_FIELDS = ("call_id", "agent_id", "team", "layer", "priority", "reasons_zh
 
 def save_samples(store: Store, night: str, seed: int, rows: Sequence[Mapping[str, Any]],
                  batch: Sequence[str] | None = None) -> int:
-    """Record a night's sample, replacing what that night had for the calls of ``batch`` (all
-    of the night when None), in one transaction: another batch of the same night is kept."""
-    records = [{"night": night, "seed": int(seed), **{f: _clean(row.get(f)) for f in SAMPLE_FIELDS}}
-               for row in rows]
-    try:
-        with store.engine.begin() as conn:
-            wipe = samples.delete().where(samples.c.night == night)
-            if batch is not None:
-                wipe = wipe.where(samples.c.call_id.in_(list(batch)))
-            conn.execute(wipe)
-            if records:
-                conn.execute(samples.insert(), records)
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"{describe(store)}: cannot record the sample ({str(exc).splitlines()[0]})") from None
+    """Record a night's sample, replacing what that night had (only for the calls of ``batch``
+    when given, so another batch of the same night keeps its samples), in one transaction."""
+    night = _night(night)
+    records = list({
+        str(row.get("call_id")): {"night": night, "seed": int(seed),
+                                  **{f: _clean(row.get(f)) for f in SAMPLE_FIELDS}}
+        for row in rows
+    }.values())
+    for n, record in enumerate(records, 1):
+        if not record["call_id"]:
+            raise StoreError(f"sample row {n}: call_id is empty")
+    with _errors(describe(store), "record the sample"), _write(store.engine) as conn:
+        if batch is None:
+            conn.execute(samples.delete().where(samples.c.night == night))
+        else:
+            ids = sorted(set(batch) | {r["call_id"] for r in records})
+            for part in _chunks(ids):
+                conn.execute(samples.delete().where(samples.c.night == night, samples.c.call_id.in_(part)))
+        if records:
+            conn.execute(samples.insert(), records)
     return len(records)
 
 
+def _text(value: Any) -> str:
+    value = _clean(value)
+    return "" if value is None else str(value).strip()
+
+
 def import_reviews(store: Store, rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
-    """Reviewers' verdicts: per call (score, agree / disagree) and per rule result (correct /
-    incorrect). Every row is checked before anything is written; a bad row raises StoreError
-    naming its number (1 = the first data row) and the field."""
-    with store.engine.connect() as conn:
+    """Reviewers' verdicts: per call (score 0-100, agree / disagree) and per rule result
+    (item_id, correct / incorrect). Every row is checked before anything is written; a bad row
+    raises StoreError naming its number (1 = the first data row) and the field. A verdict given
+    again by the same reviewer replaces the earlier one."""
+    with _errors(describe(store), "read calls"), store.engine.connect() as conn:
         known_calls = {r[0] for r in conn.execute(sa.select(calls.c.call_id))}
         pairs = conn.execute(sa.select(rule_results.c.call_id, rule_results.c.item_id))
         known_rules = {(r[0], r[1]) for r in pairs}
-    call_rows, rule_rows = [], []
+    call_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    rule_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     stamp = _now()
     for n, row in enumerate(rows, 1):
-        call_id = str(row.get("call_id") or "").strip()
-        reviewer = str(row.get("reviewer") or "").strip()
-        verdict = str(row.get("verdict") or "").strip().lower()
-        item_id = str(row.get("item_id") or "").strip()
-        if not call_id or call_id not in known_calls:
+        call_id, item_id, reviewer = (_text(row.get(k)) for k in ("call_id", "item_id", "reviewer"))
+        verdict = _text(row.get("verdict")).lower()
+        if not call_id:
+            raise StoreError(f"review row {n}: call_id is empty")
+        if call_id not in known_calls:
             raise StoreError(f"review row {n}: call_id {call_id!r} is not a call in the store")
         if not reviewer:
             raise StoreError(f"review row {n}: reviewer is empty")
@@ -337,32 +477,41 @@ def import_reviews(store: Store, rows: Sequence[Mapping[str, Any]]) -> tuple[int
                 raise StoreError(f"review row {n}: item_id {item_id!r} has no result on call {call_id!r}")
             if verdict not in ("correct", "incorrect"):
                 raise StoreError(f"review row {n}: verdict must be correct or incorrect, got {verdict!r}")
-            rule_rows.append({"call_id": call_id, "item_id": item_id, "reviewer": reviewer, "verdict": verdict,
-                              "imported_at": stamp})
+            rule_rows[call_id, item_id, reviewer] = {
+                "call_id": call_id, "item_id": item_id, "reviewer": reviewer, "verdict": verdict,
+                "imported_at": stamp}
             continue
         if verdict not in ("agree", "disagree"):
             raise StoreError(f"review row {n}: verdict must be agree or disagree, got {verdict!r}")
-        score = row.get("score")
-        if score not in (None, ""):
+        raw = _text(row.get("score"))
+        score = None
+        if raw:
             try:
-                score = float(score)
-            except (TypeError, ValueError):
-                raise StoreError(f"review row {n}: score must be a number from 0 to 100, got {score!r}") \
-                    from None
+                score = float(raw)
+            except ValueError:
+                raise StoreError(f"review row {n}: score must be a number from 0 to 100, got {raw!r}") from None
             if not 0 <= score <= 100:
-                raise StoreError(f"review row {n}: score must be from 0 to 100, got {score:g}")
-        else:
-            score = None
-        call_rows.append({"call_id": call_id, "reviewer": reviewer, "score": score, "verdict": verdict,
-                          "imported_at": stamp})
-    with store.engine.begin() as conn:
-        _upsert(conn, call_reviews, call_rows)
-        _upsert(conn, rule_reviews, rule_rows)
+                raise StoreError(f"review row {n}: score must be from 0 to 100, got {raw}")
+        call_rows[call_id, reviewer] = {"call_id": call_id, "reviewer": reviewer, "score": score,
+                                        "verdict": verdict, "imported_at": stamp}
+    with _errors(describe(store), "record reviews"), _write(store.engine) as conn:
+        _upsert(conn, call_reviews, list(call_rows.values()))
+        _upsert(conn, rule_reviews, list(rule_rows.values()))
     return len(call_rows), len(rule_rows)
 
 
+def review_agreement(store: Store) -> tuple[int, int]:
+    """Call-level reviews: how many there are and how many agree with the automatic score."""
+    query = sa.select(sa.func.count(), sa.func.sum(sa.case((call_reviews.c.verdict == "agree", 1), else_=0)))
+    with _errors(describe(store), "read reviews"), store.engine.connect() as conn:
+        total, agree = conn.execute(query).one()
+    return int(total or 0), int(agree or 0)
+
+
 def rule_precision(store: Store) -> pd.DataFrame:
-    """Per item: failures reviewers judged, how many were right, and the precision."""
+    """Per item: failures reviewers judged (``reviewed``), how many they found right
+    (``correct``), and ``precision``. ``attrs`` carries the call-level agreement:
+    ``call_reviews``, ``call_agree`` and ``call_agreement`` (None without reviews)."""
     query = (
         sa.select(rule_reviews.c.item_id, sa.func.count().label("reviewed"),
                   sa.func.sum(sa.case((rule_reviews.c.verdict == "correct", 1), else_=0)).label("correct"))
@@ -372,9 +521,13 @@ def rule_precision(store: Store) -> pd.DataFrame:
         .where(rule_results.c.outcome == "fail")
         .group_by(rule_reviews.c.item_id).order_by(rule_reviews.c.item_id)
     )
-    with store.engine.connect() as conn:
+    with _errors(describe(store), "read reviews"), store.engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(query).mappings()]
     df = pd.DataFrame(rows, columns=["item_id", "reviewed", "correct"])
+    df["reviewed"] = df["reviewed"].astype("int64")
     df["correct"] = df["correct"].astype("int64")
     df["precision"] = (df["correct"] / df["reviewed"]).round(3)
+    total, agree = review_agreement(store)
+    df.attrs.update(call_reviews=total, call_agree=agree,
+                    call_agreement=round(agree / total, 3) if total else None)
     return df
