@@ -320,17 +320,22 @@ def clips_group() -> None:
 
 @clips_group.command("export")
 @click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--dest", type=click.Path(path_type=Path), required=True, help="Folder for the clips and index.")
-@click.option("--tag", help="Only clips with this tag (greeting, forbidden_phrase, de_escalation ...).")
+@click.option("--dest", type=click.Path(path_type=Path), required=True,
+              help="Folder for the clips and their index.")
+@click.option("--tag", help="Only clips with this tag (greeting, verification, closing, de_escalation, "
+                            "forbidden_phrase, agent_interruption, unannounced_hold, missed_verification).")
 @click.option("--label", type=click.Choice(["good", "bad"]), help="Only good or only bad examples.")
-@click.option("--team", help="Only this team's calls.")
+@click.option("--team", help="Only this team's calls (the manifest's team column).")
 @click.option("--since", help="Only calls started on or after this date (YYYY-MM-DD).")
-@click.option("--keep-pii-audio", is_flag=True, help="Do not mute masked customer numbers in the audio.")
-@click.option("--format", "fmt", type=click.Choice(["wav", "mp3"]), default="wav", show_default=True)
-def clips_export(out, dest, tag, label, team, since, keep_pii_audio, fmt):
+@click.option("--keep-pii-audio", is_flag=True, help="Do not mute masked PII spans in the audio.")
+@click.option("--format", "fmt", type=click.Choice(["wav", "mp3"]),
+              help="Audio format (default from config: wav).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Settings file (TOML).")
+def clips_export(out, dest, tag, label, team, since, keep_pii_audio, fmt, config_path):
     """Cut a batch's training clips to audio files, with clips.csv and clips.jsonl beside them.
 
-    Masked PII spans are muted unless --keep-pii-audio is given.
+    Reads OUT/training_clips.parquet and OUT/events.parquet. Masked PII spans are muted
+    unless --keep-pii-audio is given.
 
     \b
     Example:
@@ -339,14 +344,18 @@ def clips_export(out, dest, tag, label, team, since, keep_pii_audio, fmt):
     import pandas as pd
 
     from speechqa.clips import export_clips
+    from speechqa.config import load_settings
 
-    index_path = out / "training_clips.parquet"
-    if not index_path.is_file():
-        raise click.ClickException(f"{index_path}: missing; run 'speechqa run' into {out} first")
+    index_path, events_path = out / "training_clips.parquet", out / "events.parquet"
+    for path in (index_path, events_path):
+        if not path.is_file():
+            raise click.ClickException(f"{path}: missing; run 'speechqa run' into {out} first")
     try:
-        events = pd.read_parquet(out / "events.parquet")
-        done = export_clips(pd.read_parquet(index_path), events, dest, tag=tag, label=label, team=team,
-                            since=since, mute_pii=not keep_pii_audio, fmt=fmt)
+        settings = load_settings(config_path).clips
+        mute = settings.mute_pii and not keep_pii_audio
+        done = export_clips(pd.read_parquet(index_path), pd.read_parquet(events_path), dest, tag=tag,
+                            label=label, team=team, since=since, mute_pii=mute, fmt=fmt or settings.format)
     except SpeechQAError as exc:
         raise _fail(exc) from None
-    click.echo(f"{len(done)} clips -> {dest} (index: clips.csv, clips.jsonl)")
+    pii = f"{int(done['muted_spans'].sum()) if len(done) else 0} PII spans muted" if mute else "PII audio kept"
+    click.echo(f"{len(done)} clips -> {dest} ({pii}; index: clips.csv, clips.jsonl)")

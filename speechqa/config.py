@@ -182,6 +182,17 @@ class SamplingSettings:
 
 
 @dataclass(frozen=True)
+class ClipSettings:
+    """Training clips: how they are cut from a call, and how ``clips export`` writes them."""
+
+    pad_s: float = 1.0  # context before and after the evidence
+    min_s: float = 2.0  # shorter clips are widened evenly to this length
+    max_s: float = 60.0  # longer ones are cut to this length (at a word boundary)
+    mute_pii: bool = True  # export: zero the audio of masked PII spans
+    format: str = "wav"  # export: wav (16-bit PCM) | mp3
+
+
+@dataclass(frozen=True)
 class BatchSettings:
     cache_dir: str = ""  # empty: OUT/.cache
     manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
@@ -200,6 +211,7 @@ class Settings:
     compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    clips: ClipSettings = field(default_factory=ClipSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     source: str = "<defaults>"
 
@@ -210,7 +222,7 @@ class Settings:
 
 
 _SECTIONS = ("asr", "turns", "guards", "lexicon", "channels", "text", "sentiment", "metrics", "compliance",
-             "sampling", "store", "batch")
+             "sampling", "store", "clips", "batch")
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -334,6 +346,10 @@ def validate(settings: Settings) -> Settings:
         (settings.sampling.reviewer_capacity >= 1, "[sampling] reviewer_capacity must be >= 1"),
         (_is_date(settings.sampling.night), "[sampling] night must be a date YYYY-MM-DD"),
         (bool(settings.store.db), "[store] db must not be empty"),
+        (settings.clips.pad_s >= 0, "[clips] pad_s must be >= 0"),
+        (settings.clips.min_s > 0, "[clips] min_s must be > 0"),
+        (settings.clips.max_s >= settings.clips.min_s, "[clips] max_s must be >= min_s"),
+        (settings.clips.format in ("wav", "mp3"), "[clips] format must be wav or mp3"),
     ]
     for ok, message in checks:
         if not ok:

@@ -240,7 +240,7 @@ def run_batch(
     outputs.write_table(calls_df, out, "calls")
     outputs.write_table(events_df, out, "events")
     outputs.write_table(rules_df, out, "rule_results")
-    outputs.write_table(clips.clips_frame(results), out, "training_clips")
+    outputs.write_table(clips.clips_frame(results, settings.clips), out, "training_clips")
     outputs.write_table(outputs.scorecards_frame(calls_df, ["agent_id", "agent_name", "team"]), out, "agents")
     outputs.write_table(outputs.scorecards_frame(calls_df, ["team"]), out, "teams")
     outputs.write_table(outputs.failures_frame(failures), out, "failures")
