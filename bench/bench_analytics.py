@@ -40,8 +40,8 @@ FOLDERS = (ROOT / "recordings", ROOT / "tests" / "fixtures" / "calls")
 
 
 def _digits(text: str) -> str:
-    cn = {"零": "0", "〇": "0", "洞": "0", "一": "1", "幺": "1", "二": "2", "两": "2", "三": "3", "四": "4",
-          "五": "5", "六": "6", "七": "7", "八": "8", "九": "9"}
+    from speechqa.text import CN_DIGIT_VALUES as cn
+
     return "".join(cn.get(c, c) for c in text if c.isdigit() or c in cn or c in "Xx").upper()
 
 

@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from speechqa.audio import Audio, active_threshold, frame_levels, frames_of, runs_from_mask
+from speechqa.audio import (
+    Audio,
+    active_threshold,
+    frame_levels,
+    runs_from_mask,
+    sounds_like_talk,
+    talking_level,
+)
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
 from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings
 from speechqa.errors import ModelError
@@ -159,8 +166,6 @@ def _segment(s: Any, offset: float = 0.0) -> Segment:
     )
 
 
-GAP_MIN_S = 1.0  # untranscribed speech shorter than this is left alone
-GAP_LOUD_DB = 12.0  # ... and so is anything this far below the channel's talking level
 GAP_PAD_S = 0.3
 
 
@@ -176,15 +181,11 @@ def untranscribed_speech(
     spans = [(w.start, w.end) for s in segments for w in s.words] or [(s.start, s.end) for s in segments]
     if not spans:
         return []
-    inside = np.concatenate([levels[frames_of(span)] for span in spans])
-    talking = float(np.percentile(inside, 90)) if inside.size else float(np.percentile(levels, 99))
-    found = []
-    for start, end in runs_from_mask(levels > active_threshold(levels, talking)):
-        if end - start < GAP_MIN_S or any(s < end and e > start for s, e in spans):
-            continue
-        if float(np.percentile(levels[frames_of((start, end))], 90)) >= talking - GAP_LOUD_DB:
-            found.append((start, end))
-    return found
+    talking = talking_level(levels, spans)
+    return [
+        (start, end) for start, end in runs_from_mask(levels > active_threshold(levels, talking))
+        if not any(s < end and e > start for s, e in spans) and sounds_like_talk(levels, (start, end), talking)
+    ]
 
 
 def _fill_gaps(model, samples: np.ndarray, segments: list[Segment], settings: AsrSettings) -> list[Segment]:

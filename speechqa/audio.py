@@ -8,6 +8,7 @@ the agent on one side and the customer on the other.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,3 +155,23 @@ def runs_from_mask(mask: np.ndarray, frame_s: float = FRAME_S, fill_gap_s: float
     n_s = len(mask) * frame_s
     return [(round(max(0.0, s - RUN_PAD_S), 3), round(min(n_s, e + RUN_PAD_S), 3))
             for s, e in merged if e - s >= min_run_s]
+
+
+SKIPPED_MIN_S = 1.0  # an active run with no words this long ...
+SKIPPED_WITHIN_DB = 12.0  # ... and within this many dB of the channel's talking level is speech
+
+
+def talking_level(levels: np.ndarray, spans: Sequence[tuple[float, float]]) -> float:
+    """A channel's talking level: the loud end (90th percentile) of the frames inside the
+    spans where someone is known to talk (turns or words); of the whole channel without them."""
+    inside = [levels[frames_of(span)] for span in spans]
+    frames = np.concatenate(inside) if inside else levels
+    return float(np.percentile(frames if frames.size else levels, 90))
+
+
+def sounds_like_talk(levels: np.ndarray, span: tuple[float, float], talking: float) -> bool:
+    """Whether an active run nobody transcribed is speech: long enough and about as loud as the
+    channel's talk (a cough, a click or a door is neither)."""
+    frames = levels[frames_of(span)]
+    loud = float(np.percentile(frames, 90)) if frames.size else -120.0
+    return span[1] - span[0] >= SKIPPED_MIN_S and loud >= talking - SKIPPED_WITHIN_DB

@@ -135,11 +135,21 @@ class RoleSentiment:
     mean: float | None = None
 
 
+SENTIMENT_COLUMNS: tuple[str, ...] = tuple(
+    f"{role}_sentiment_{what}" for role in ("customer", "agent") for what in ("start", "end", "min", "mean")
+)
+
+
 @dataclass(frozen=True)
 class CallSentiment:
     customer: RoleSentiment = RoleSentiment()
     agent: RoleSentiment = RoleSentiment()
     trajectory: str = "unknown"  # customer's: improved | worsened | flat | unknown
+
+    def columns(self) -> dict[str, float | None]:
+        """The flat ``{role}_sentiment_{what}`` values, as in the ``calls`` table and rules."""
+        return {name: getattr(getattr(self, name.split("_")[0]), name.rsplit("_", 1)[1])
+                for name in SENTIMENT_COLUMNS}
 
 
 @dataclass(frozen=True)

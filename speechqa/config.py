@@ -221,8 +221,7 @@ class Settings:
         return data
 
 
-_SECTIONS = ("asr", "turns", "guards", "lexicon", "channels", "text", "sentiment", "metrics", "compliance",
-             "sampling", "store", "clips", "batch")
+_SECTIONS = tuple(f.name for f in fields(Settings) if f.name != "source")
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

@@ -44,26 +44,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from speechqa import text
 from speechqa.audio import (  # the energy detector lives with the audio; metrics reads it
     active_threshold,
     frame_levels,
     frames_of,
     runs_from_mask,
+    sounds_like_talk,
+    talking_level,
 )
 from speechqa.calls import Event, Turn
 from speechqa.config import MetricsSettings
 
 TURN_SLACK_S = 0.3  # a run may start or end this far outside the turn it belongs to
-UNTRANSCRIBED_MIN_S = 1.0  # an untranscribed active run this long ...
-UNTRANSCRIBED_DB = 12.0  # ... and within this many dB of the channel's speech level is speech
 HOLD_GAP_REPLY_S = 10.0  # a customer→agent gap longer than this is not a response latency
 
-BACKCHANNELS = frozenset((
-    "嗯", "嗯嗯", "嗯哼", "哦", "噢", "喔", "啊", "对", "对对", "对对对", "对的", "是", "是的",
-    "是是", "好", "好的", "好好", "行", "可以", "明白", "明白了", "知道了", "了解", "ok", "okay",
-    "嗯对", "嗯好", "嗯是", "哦哦", "哦好",
-))
-_NOT_CONTENT = re.compile(r"[^\w]|_", re.UNICODE)
 _COUNTED = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 
 # Every metric a call gets: the columns of ``calls`` and what scorecard rules can test.
@@ -81,13 +76,6 @@ Metrics = tuple[tuple[str, float | int | None], ...]
 
 
 # -- frames and runs --------------------------------------------------------------------
-
-
-def speech_level(levels: np.ndarray, turns: Sequence[Turn]) -> float:
-    """The channel's talking level: the loud end of the frames inside its transcribed turns."""
-    inside = [levels[frames_of((t.start, t.end))] for t in turns]
-    frames = np.concatenate(inside) if inside else levels
-    return float(np.percentile(frames if frames.size else levels, 90))
 
 
 def union(spans: Sequence[Span]) -> list[Span]:
@@ -134,7 +122,7 @@ def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None,
     for ch, samples in enumerate(channels):
         levels[ch] = lv = frame_levels(samples, sample_rate)
         owners = by_channel.get(ch, [])
-        talking = speech_level(lv, [turns[i] for i in owners])
+        talking = talking_level(lv, [(turns[i].start, turns[i].end) for i in owners])
         thresholds[ch] = thr = active_threshold(lv, talking)
         if not owners:
             continue
@@ -146,11 +134,8 @@ def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None,
                 if ov > best_overlap:
                     best, best_overlap = i, ov
             if best < 0:
-                # Speech Whisper skipped: long and loud like this channel's talk, so it is
-                # counted for the nearest turn's speaker (a cough or a click is neither).
-                frames = lv[frames_of(span)]
-                loud = float(np.percentile(frames, 90)) if frames.size else -120.0
-                if span[1] - span[0] < UNTRANSCRIBED_MIN_S or loud < talking - UNTRANSCRIBED_DB:
+                # Speech Whisper skipped is counted for the nearest turn's speaker.
+                if not sounds_like_talk(lv, span, talking):
                     continue
                 best = min(owners, key=lambda i: min(abs(turns[i].start - span[1]),
                                                      abs(turns[i].end - span[0])))
@@ -191,10 +176,7 @@ def turn_loudness(turns: Sequence[Turn], levels: dict[int, np.ndarray],
 
 def is_backchannel(turn: Turn, max_s: float) -> bool:
     """A short acknowledgement (嗯, 对, 好的 …) that does not take the floor."""
-    if turn.duration <= max_s:
-        return True
-    content = _NOT_CONTENT.sub("", turn.text).lower()
-    return turn.duration <= 2 * max_s and (content in BACKCHANNELS or set(content) <= set("嗯哦噢啊对是好"))
+    return turn.duration <= max_s or (turn.duration <= 2 * max_s and text.is_backchannel(turn.text))
 
 
 def silences(runs: Sequence[Run], muted: Sequence[Span], call_id: str,

@@ -13,10 +13,11 @@ from typing import Any
 
 import pandas as pd
 
-from speechqa.calls import CallResult, Failure, Recording
+from speechqa.calls import SENTIMENT_COLUMNS, CallResult, Failure, Recording
 from speechqa.compliance.schema import Scorecard
 from speechqa.files import write_atomic
 from speechqa.metrics import METRIC_NAMES
+from speechqa.sentiment import ESCALATION_KINDS
 
 TURN_COLUMNS = [
     "call_id", "turn_id", "role", "channel", "start", "end", "text", "match_text", "tokens",
@@ -24,14 +25,11 @@ TURN_COLUMNS = [
     "avg_logprob", "no_speech_prob", "compression_ratio",
 ]
 WORD_COLUMNS = ["call_id", "turn_id", "start", "end", "word", "probability"]
-ESCALATION_KINDS = ("complaint", "regulator", "media", "lawyer", "supervisor", "cancellation")
 METRIC_COLUMNS = list(METRIC_NAMES)
-SENTIMENT_COLUMNS = [
-    f"{role}_sentiment_{what}" for role in ("customer", "agent") for what in ("start", "end", "min", "mean")
-] + ["sentiment_trajectory"]
 CALL_COLUMNS = [
     "call_id", "path", "duration_s", "channels", "status", "model", "asr_seconds", "cached",
-    "n_turns", "n_flagged_turns", *METRIC_COLUMNS, *SENTIMENT_COLUMNS, "escalated", "escalations",
+    "n_turns", "n_flagged_turns", *METRIC_COLUMNS, *SENTIMENT_COLUMNS, "sentiment_trajectory", "escalated",
+    "escalations",
     *(f"escalation_{kind}" for kind in ESCALATION_KINDS), "n_redactions", "compliance_score", "auto_fail",
     "failed_items", "scorecard", "scorecard_sha256", "audio_sha256",
 ]
@@ -119,10 +117,7 @@ def calls_frame(
             )
             row.update(dict(result.metrics))
             sent = result.sentiment
-            for role in ("customer", "agent"):
-                for what in ("start", "end", "min", "mean"):
-                    value = getattr(getattr(sent, role), what)
-                    row[f"{role}_sentiment_{what}"] = None if value is None else round(value, 4)
+            row.update({k: None if v is None else round(v, 4) for k, v in sent.columns().items()})
             row["sentiment_trajectory"] = sent.trajectory
             kinds = sorted({e.detail for e in result.events if e.type == "escalation"})
             row.update(escalated=bool(kinds), escalations=";".join(kinds))
@@ -140,7 +135,7 @@ def calls_frame(
               "cached": "boolean", "n_turns": "Int64", "n_flagged_turns": "Int64",
               "n_redactions": "Int64", "escalated": "boolean"}
     dtypes |= {c: "Int64" if c.startswith("n_") else "Float64" for c in METRIC_COLUMNS}
-    dtypes |= {c: "Float64" for c in SENTIMENT_COLUMNS if c != "sentiment_trajectory"}
+    dtypes |= dict.fromkeys(SENTIMENT_COLUMNS, "Float64")
     dtypes |= {f"escalation_{kind}": "boolean" for kind in ESCALATION_KINDS}
     dtypes |= {"compliance_score": "Float64", "auto_fail": "boolean"}
     return _frame(rows, CALL_COLUMNS + meta_columns, dtypes)

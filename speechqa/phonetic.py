@@ -15,7 +15,7 @@ how much a false hit would cost: two-syllable phrases collide with everyday word
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -107,7 +107,7 @@ def find_sounds(
     span of near-misses everywhere (的登艺纸 for 核对一致) does not pass; ``max_step``: the
     most one syllable may cost (0.5: none may be wholly different). Pass ``sounds``
     (``pinyin(text)``) when matching many phrases against one text, and ``starts`` to try
-    only some start offsets (see :func:`candidate_starts`).
+    only some start offsets (the compliance engine finds them from a syllable index).
     """
     want = phrase_pinyin(phrase)
     if not want or any(s is None for s in want):
@@ -131,15 +131,3 @@ def find_sounds(
             found.append(SoundMatch(i, i + n, cost))
     return sorted(found, key=lambda m: (m.cost, m.start))
 
-
-def candidate_starts(fuzzy_sounds: Sequence[str | None], want: Sequence[str], min_same: int) -> list[int]:
-    """Start offsets where at least ``min_same`` syllables of ``want`` (already :func:`fuzzy`)
-    line up with ``fuzzy_sounds``: a cheap filter before costing each window."""
-    if min_same <= 0:
-        return list(range(len(fuzzy_sounds) - len(want) + 1))
-    votes: dict[int, int] = {}
-    for k, w in enumerate(want):
-        for p, got in enumerate(fuzzy_sounds):
-            if got == w and p - k >= 0:
-                votes[p - k] = votes.get(p - k, 0) + 1
-    return sorted(p for p, v in votes.items() if v >= min_same and p + len(want) <= len(fuzzy_sounds))

@@ -53,6 +53,7 @@ import numpy as np
 
 from speechqa.calls import CallSentiment, Event, RoleSentiment, Turn
 from speechqa.config import SentimentSettings
+from speechqa.text import is_backchannel
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "sentiment" / "model.json.gz"
 MODEL_FORMAT = "speechqa-sentiment/1"
@@ -289,8 +290,6 @@ FORMULAS: tuple[str, ...] = (
     "再见",
 )
 
-# A whole turn that is only an acknowledgement is neutral, not an opinion.
-_BACKCHANNEL = re.compile(r"(?:嗯|哦|噢|啊|呃|对|是|是的|对的|对对|好|好的|行|可以|明白|知道了|了解|收到|喂)+")
 
 _PUNCT = re.compile(r"[\s\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65!-/:-@\[-`{-~…—·]+")
 _MASK = re.compile(r"\[[^\[\]]{1,10}\]")  # PII masks from the text stage: [手机号], [身份证]
@@ -471,7 +470,7 @@ def score_texts(texts: Sequence[str], *, model: Model | None = None, use_cues: b
             features.append(text_features(text))
             plan.append((1.0, 0.0, False, False))
             continue
-        if _BACKCHANNEL.fullmatch(_PUNCT.sub("", text)):
+        if is_backchannel(text):  # a whole turn of 嗯 / 好的 is neutral, not an opinion
             features.append([])
             plan.append((0.0, 0.0, True, False))
             continue

@@ -355,3 +355,17 @@ def process_turns(turns: Sequence[Turn], settings: TextSettings) -> tuple[tuple[
             events.extend(found)
         out.append(dataclasses.replace(turn, match_text=normalize(turn.text), tokens=tokens(turn.text, tok)))
     return tuple(out), tuple(events)
+
+
+# Acknowledgements that do not take the floor or carry an opinion (嗯, 对, 好的 …); metrics uses
+# them to tell a backchannel from an interruption, sentiment to keep them neutral.
+_BACKCHANNEL = re.compile(
+    r"(?:嗯|哼|哦|噢|喔|啊|呃|对|是|是的|对的|好|好的|行|可以|明白|明白了|知道了|了解|收到|喂|ok|okay)+"
+)
+_NOT_CONTENT = re.compile(r"[\W_]+")
+
+
+def is_backchannel(text: str) -> bool:
+    """Whether ``text`` is only an acknowledgement (punctuation and case ignored)."""
+    content = _NOT_CONTENT.sub("", text).lower()
+    return bool(content) and _BACKCHANNEL.fullmatch(content) is not None

@@ -104,11 +104,7 @@ class CallView:
         self.mono = not any(t.role in ("agent", "customer") for t in self.turns)
         self.texts = [(t.match_text or normalize(t.text)).replace(" ", "") for t in self.turns]
         self.index = {t.turn_id: i for i, t in enumerate(self.turns)}
-        self.values: dict[str, float | None] = dict(result.metrics)
-        s = result.sentiment
-        for role in ("customer", "agent"):
-            for what in ("start", "end", "min", "mean"):
-                self.values[f"{role}_sentiment_{what}"] = getattr(getattr(s, role), what)
+        self.values: dict[str, float | None] = dict(result.metrics) | result.sentiment.columns()
         self.values.update(duration_s=result.duration_s, n_turns=len(self.turns),
                            n_redactions=sum(len(t.redactions) for t in self.turns))
         self.exact: dict[str, list[tuple[int, int]]] = {}  # compact phrase -> (turn, offset)

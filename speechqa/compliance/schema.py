@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from speechqa import metrics
+from speechqa.calls import SENTIMENT_COLUMNS
 from speechqa.errors import ConfigError
 
 SEVERITIES = ("minor", "major", "critical")
@@ -58,10 +59,8 @@ OPS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le", "==": "eq", "!=": "ne"}
 EVENT_TYPES = ("silence", "hold", "interruption", "overlap", "escalation", "redaction")
 SCOPE_KEYS = ("role", "first_s", "last_s", "first_pct", "last_pct", "first_turns", "last_turns")
 DEFAULT_FUZZY = 0.8
-SENTIMENT_NAMES = tuple(f"{role}_sentiment_{what}" for role in ("customer", "agent")
-                        for what in ("start", "end", "min", "mean"))
 # What a metric condition can test: the call's metrics, its sentiment, and a few counts.
-METRIC_NAMES = (*metrics.METRIC_NAMES, *SENTIMENT_NAMES, "duration_s", "n_turns", "n_redactions")
+METRIC_NAMES = (*metrics.METRIC_NAMES, *SENTIMENT_COLUMNS, "duration_s", "n_turns", "n_redactions")
 
 
 @dataclass(frozen=True)
