@@ -10,7 +10,7 @@ MODEL  := models/whisper-base/speechqa-model.json
 help:
 	@echo "make run    set up the environment and model, then transcribe recordings/ into out/"
 	@echo "make test   run the test suite (real Whisper model on the fixture calls)"
-	@echo "make bench  CER and ASR speed (asr-zh-cs-dev), sentiment accuracy and speed (sentiment-zh-dev)"
+	@echo "make bench  CER and ASR speed, sentiment, scorecard accuracy (dev + held-out eval calls), PII leaks under ASR variants"
 	@echo "make lint   ruff and mypy"
 
 $(STAMP): pyproject.toml
@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/bench_sentiment.py
 	$(BIN)/python bench/bench_analytics.py
 	$(BIN)/python bench/bench_compliance.py
+	$(BIN)/python bench/bench_pii.py
 	$(BIN)/python bench/bench_asr.py
 
 clean:

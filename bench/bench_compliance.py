@@ -1,16 +1,25 @@
-"""Scorecard accuracy against the synthetic calls' ground truth, and scorecard speed.
+"""Scorecard accuracy and PII leaks on the dev and the held-out evaluation calls; scorecard speed.
 
-    .venv/bin/python bench/bench_compliance.py [--rules FILE]
+    .venv/bin/python bench/bench_compliance.py [--rules FILE] [--sets dev,eval] [--no-speed]
 
 Accuracy: the real batch (real model, real audio, transcript cache in ``out/.bench-cache``)
-on ``recordings/`` and the test fixtures, scored with the shipped scorecard (or ``--rules``),
-each item's outcome compared with the call's ``script_items`` truth (true = pass, false =
-fail, null = N/A). A failure is the positive class: it is what a reviewer acts on. Prints
-precision, recall and F1 per item and overall, agreement over all three outcomes, and false
-auto-fails (calls auto-failed whose truth passes every auto-fail item).
+scored with the shipped scorecard (or ``--rules``), each item's outcome compared with the
+call's ``script_items`` truth (true = pass, false = fail, null = N/A), on two sets scored
+separately:
 
-Speed: those calls' results, cycled to 1,000 calls, against a 40-item scorecard (the shipped
-items repeated five times under new ids), timed in this process; the target is under 5 s.
+* ``dev_``: ``recordings/`` and ``tests/fixtures/calls``: the calls the analytics were built on;
+* ``eval_``: ``bench/eval/calls`` (issue 9): new wording, voices and companies that nobody
+  tunes on. Do not copy its lines into the scorecard, lexicons or tests.
+
+Per set: ``item_accuracy`` (agreement over pass / fail / N/A, all items of all calls), the
+violation precision / recall / F1 (a failed item is the positive class: it is what a reviewer
+acts on), per-item precision / recall / F1 / agreement, ``false_auto_fails`` (calls
+auto-failed whose truth passes every auto-fail item), ``missed_auto_fails``, and the PII leaks
+in every table the run wrote (``bench/leaks.py``). Wrong outcomes are listed as ``#`` lines
+with the evidence or the agent's turns, for whoever tunes the scorecard (on the dev set only).
+
+Speed: the results, cycled to 1,000 calls, against a 40-item scorecard (the shipped items
+repeated five times under new ids), timed in this process; the target is under 5 s.
 """
 
 from __future__ import annotations
@@ -24,12 +33,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import leaks  # noqa: E402
 
 from speechqa.compliance import load_scorecard, score_call  # noqa: E402
 from speechqa.config import load_settings  # noqa: E402
 from speechqa.pipeline import run_batch  # noqa: E402
 
-FOLDERS = (ROOT / "recordings", ROOT / "tests" / "fixtures" / "calls")
+SETS = {
+    "dev": (ROOT / "recordings", ROOT / "tests" / "fixtures" / "calls"),
+    "eval": (ROOT / "bench" / "eval" / "calls",),
+}
 OUTCOME = {True: "pass", False: "fail", None: "na"}
 
 
@@ -39,10 +54,92 @@ def _f1(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
+    """Run, score and print one set; returns its call results (for the speed part)."""
+    prefix = f"{name}_"
+    results, outs = [], []
+    for folder in folders:
+        out = out_root / folder.name
+        results.extend(run_batch(folder, out, settings).results)
+        outs.append(out)
+
+    items = [i.id for i in scorecard.items]
+    auto_items = {i.id for i in scorecard.items if i.auto_fail}
+    counts: dict[str, list[int]] = {i: [0, 0, 0, 0, 0] for i in items}  # tp fp fn agree labelled
+    false_auto, missed_auto, wrong = 0, 0, []
+    for r in results:
+        truth = json.loads(r.recording.path.with_suffix(".truth.json").read_text(encoding="utf-8"))
+        want_items = truth["script_items"]
+        comp = score_call(r, scorecard)
+        for rr in comp.results:
+            if rr.item_id not in want_items:
+                continue
+            want = OUTCOME[want_items[rr.item_id]]
+            c = counts[rr.item_id]
+            c[0] += want == "fail" and rr.outcome == "fail"
+            c[1] += want != "fail" and rr.outcome == "fail"
+            c[2] += want == "fail" and rr.outcome != "fail"
+            c[3] += want == rr.outcome
+            c[4] += 1
+            if want != rr.outcome:
+                if rr.evidence_text:
+                    said = f"evidence={_short(rr.evidence_text)!r}"
+                else:
+                    role = "agent" if any(t.role == "agent" for t in r.turns) else "unknown"
+                    said = "turns=" + " | ".join(_short(t.text, 40) for t in r.turns if t.role == role)
+                wrong.append(f"# {prefix}wrong {r.recording.call_id} {rr.item_id}: want={want} "
+                             f"got={rr.outcome} {said}")
+        truth_passes_auto = all(want_items.get(i) is not False for i in auto_items)
+        if comp.auto_fail and truth_passes_auto:
+            false_auto += 1
+        if not comp.auto_fail and not truth_passes_auto:
+            missed_auto += 1
+
+    for item_id in items:
+        tp, fp, fn, agree, n = counts[item_id]
+        if not n:
+            continue
+        p, r_, f = _f1(tp, fp, fn)
+        print(f"{prefix}item_{item_id}_precision={p:.3f} {prefix}item_{item_id}_recall={r_:.3f} "
+              f"{prefix}item_{item_id}_f1={f:.3f} {prefix}item_{item_id}_agreement={agree}/{n}")
+    tp, fp, fn, agree, labelled = (sum(c[k] for c in counts.values()) for k in range(5))
+    p, r_, f = _f1(tp, fp, fn)
+    print(f"{prefix}calls={len(results)}")
+    print(f"{prefix}item_accuracy={agree / max(labelled, 1):.3f} ({agree}/{labelled})")
+    print(f"{prefix}violation_precision={p:.3f}")
+    print(f"{prefix}violation_recall={r_:.3f}")
+    print(f"{prefix}violation_f1={f:.3f}")
+    print(f"{prefix}false_auto_fails={false_auto}/{len(results)}")
+    print(f"{prefix}missed_auto_fails={missed_auto}/{len(results)}")
+
+    total = leaks.LeakReport(numbers=[])
+    for folder, out in zip(folders, outs, strict=True):
+        rep = leaks.check_run(out, leaks.true_numbers([folder]))
+        total.numbers += rep.numbers
+        total.leaks += rep.leaks
+        total.other_digit_runs += rep.other_digit_runs
+    for line in leaks.summary_lines(prefix, total):
+        print(line)
+    for line in leaks.leak_details(total) + wrong:
+        print(line)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", help="scorecard TOML (default: the shipped one)")
+    parser.add_argument("--sets", default="dev,eval", help="comma-separated: dev, eval (default both)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the scorecard speed part")
     args = parser.parse_args()
+    wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = set(wanted) - set(SETS)
+    if unknown:
+        parser.error(f"unknown sets {sorted(unknown)}; choose from {sorted(SETS)}")
     scorecard = load_scorecard(args.rules)
     settings = load_settings(overrides={
         "asr": {"model": str(ROOT / "models" / "whisper-base")},
@@ -51,40 +148,11 @@ def main() -> int:
         "sampling": {"enabled": False},  # a benchmark is not a night: nothing goes into the history store
     })
     results = []
-    for folder in FOLDERS:
-        results.extend(run_batch(folder, ROOT / "out" / "bench-compliance" / folder.name, settings).results)
-
-    counts: dict[str, list[int]] = {i.id: [0, 0, 0, 0] for i in scorecard.items}  # tp fp fn agree
-    labelled = 0
-    false_auto_fail = 0
-    auto_items = {i.id for i in scorecard.items if i.auto_fail}
-    for r in results:
-        truth_path = r.recording.path.with_suffix(".truth.json")
-        truth = json.loads(truth_path.read_text(encoding="utf-8"))["script_items"]
-        comp = score_call(r, scorecard)
-        for rr in comp.results:
-            if rr.item_id not in truth:
-                continue
-            want = OUTCOME[truth[rr.item_id]]
-            c = counts[rr.item_id]
-            c[0] += want == "fail" and rr.outcome == "fail"
-            c[1] += want != "fail" and rr.outcome == "fail"
-            c[2] += want == "fail" and rr.outcome != "fail"
-            c[3] += want == rr.outcome
-            labelled += 1
-        if comp.auto_fail and all(truth.get(i) is not False for i in auto_items):
-            false_auto_fail += 1
-    for item_id, (tp, fp, fn, agree) in counts.items():
-        p, r_, f = _f1(tp, fp, fn)
-        print(f"rules_{item_id}_precision={p:.3f} rules_{item_id}_recall={r_:.3f} rules_{item_id}_f1={f:.3f} "
-              f"rules_{item_id}_agreement={agree}/{len(results)}")
-    tp, fp, fn, agree = (sum(c[k] for c in counts.values()) for k in range(4))
-    p, r_, f = _f1(tp, fp, fn)
-    print(f"rules_overall_precision={p:.3f}")
-    print(f"rules_overall_recall={r_:.3f}")
-    print(f"rules_overall_f1={f:.3f}")
-    print(f"rules_overall_agreement={agree / max(labelled, 1):.3f} ({agree}/{labelled})")
-    print(f"rules_false_auto_fail={false_auto_fail}/{len(results)}")
+    for name in wanted:
+        results.extend(score_set(name, SETS[name], scorecard, settings,
+                                 ROOT / "out" / "bench-compliance" / name))
+    if args.no_speed or not results:
+        return 0
 
     # speed: 1,000 calls x 40 items
     items = tuple(dataclasses.replace(i, id=f"{i.id}_{k}", points=i.points / 5)
