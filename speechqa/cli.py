@@ -32,7 +32,10 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="[INPUT]", type=click.Path(path_type=Path), required=False)
+@click.option("--transcripts", "transcripts", type=click.Path(path_type=Path),
+              help="Analyse already transcribed calls instead of audio: a CSV or JSONL of turns "
+                   "(call_id, role, text, optional start/end, metadata columns). No model is needed.")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
               help="Folder for the tables, run.json and the transcript cache.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
@@ -53,20 +56,34 @@ def main() -> None:
 @click.option("--keep-pii", is_flag=True,
               help="Write customer phone, ID, card numbers and e-mails unmasked (recorded in run.json).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary (for cron); errors only.")
-def run(input_path, out, config_path, model, device, compute_type, language, beam_size, cache_dir,
-        force, rules_path, db, night, keep_pii, quiet):
-    """Transcribe a folder of recordings (or a manifest CSV) into OUT.
+def run(input_path, transcripts, out, config_path, model, device, compute_type, language, beam_size,
+        cache_dir, force, rules_path, db, night, keep_pii, quiet):
+    """Transcribe a folder of recordings (or a manifest CSV) into OUT, or analyse already
+    transcribed calls (--transcripts FILE).
 
     INPUT is a folder (its calls.csv manifest is joined when present) or a manifest CSV
-    with a 'file' column. Exits 1 when any recording failed; see OUT/failures.csv.
+    with a 'file' column. With --transcripts, give no INPUT: FILE is a CSV (UTF-8 or GBK)
+    or JSONL of turns, and every stage after ASR runs (no Whisper model). Exits 1 when any
+    recording (or transcript row) failed; see OUT/failures.csv.
 
     \b
     Example:
       speechqa run recordings/ --out out/
       speechqa run /data/2026-11-23/manifest.csv --out /qa/2026-11-23 --quiet
+      speechqa run --transcripts chats-2026-11-23.csv --out /qa/chat-2026-11-23
     """
     from speechqa.config import load_settings
-    from speechqa.pipeline import run_batch
+    from speechqa.pipeline import run_batch, run_transcripts
+
+    if (input_path is None) == (transcripts is None):
+        raise click.UsageError("give either INPUT (audio) or --transcripts FILE, not both"
+                               if input_path is not None else "give INPUT (audio) or --transcripts FILE")
+    audio_only = {"--model": model, "--device": device, "--compute-type": compute_type,
+                  "--language": language, "--beam-size": beam_size, "--cache-dir": cache_dir,
+                  "--force": force or None}
+    if transcripts is not None and any(v is not None for v in audio_only.values()):
+        used = ", ".join(k for k, v in audio_only.items() if v is not None)
+        raise click.UsageError(f"{used}: for audio only; --transcripts runs no ASR")
 
     asr_flags = {"model": str(model) if model else None, "device": device,
                  "compute_type": compute_type, "language": language, "beam_size": beam_size}
@@ -92,26 +109,33 @@ def run(input_path, out, config_path, model, device, compute_type, language, bea
     def on_progress(rec, outcome):
         if bar is None:
             return
-        bar.audio_s += getattr(outcome, "duration_s", 0.0)
-        bar.set_postfix_str(f"audio {bar.audio_s / 3600:.2f} h", refresh=False)
+        if transcripts is None:
+            bar.audio_s += getattr(outcome, "duration_s", 0.0)
+            bar.set_postfix_str(f"audio {bar.audio_s / 3600:.2f} h", refresh=False)
         bar.update(1)
 
     try:
         settings = load_settings(config_path, overrides=overrides)
-        summary = run_batch(input_path, out, settings, force=force,
-                            on_start=on_start, on_progress=on_progress)
+        if transcripts is not None:
+            summary = run_transcripts(transcripts, out, settings, on_start=on_start, on_progress=on_progress)
+        else:
+            summary = run_batch(input_path, out, settings, force=force,
+                                on_start=on_start, on_progress=on_progress)
     except SpeechQAError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
-        click.echo("\ninterrupted; finished calls are cached, run the same command to resume",
-                   err=True)
+        click.echo("\ninterrupted; nothing was written" if transcripts is not None else
+                   "\ninterrupted; finished calls are cached, run the same command to resume", err=True)
         sys.exit(130)
     finally:
         if bar is not None:
             bar.close()
 
     counts = summary.run_info["counts"]
-    if not quiet:
+    if not quiet and transcripts is not None:
+        click.echo(f"{counts['ok']} ok (imported, {counts['untimed']} without times), "
+                   f"{counts['failed']} failed -> {summary.out}")
+    elif not quiet:
         click.echo(
             f"{counts['ok']} ok ({counts['transcribed']} transcribed, {counts['cached']} cached), "
             f"{counts['failed']} failed, {counts['audio_seconds'] / 3600:.2f} h of audio "

@@ -7,11 +7,16 @@ idempotent, content-addressed transcript cache. ``run_batch`` drives it over a b
 turns every per-call error into a failure row, and writes the tables at the end, atomically.
 A killed run therefore leaves the cache of every finished call, and the next run resumes
 from it with no duplicated or half-written rows.
+
+``run_transcripts`` is the same run for conversations that are already transcribed (see
+speechqa/transcripts.py): no ASR and no model. Both go through ``analyse_turns`` (every stage
+after ASR) and ``_finish`` (tables, QA sample, history store, run.json).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -21,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from speechqa import __version__, asr, audio, clips, ingest, metrics, outputs, sentiment, text
-from speechqa.calls import CallResult, Event, Failure, Recording
+from speechqa import __version__, asr, audio, clips, ingest, metrics, outputs, sentiment, text, vocab
+from speechqa.calls import CallResult, Event, Failure, Recording, Turn
 from speechqa.compliance import Scorecard, load_scorecard, score_call
 from speechqa.config import Settings
 from speechqa.errors import AudioError, SpeechQAError
@@ -32,10 +37,10 @@ from speechqa.models import ModelInfo, read_model
 
 @dataclass(frozen=True)
 class Context:
-    """What a worker needs to process one recording."""
+    """What a worker needs to process one call. ``model`` is None for imported transcripts."""
 
     settings: Settings
-    model: ModelInfo
+    model: ModelInfo | None
     device: str
     compute_type: str
     cache_dir: Path
@@ -59,30 +64,44 @@ class RunSummary:
 
 
 ProgressFn = Callable[[Recording, "CallResult | Failure"], None]
+AudioFn = Callable[[], "tuple[list[Any], int]"]  # decoded channels and their sample rate, on demand
+
+IMPORTED_MODEL = "imported"  # the calls table's model column for imported transcripts
 
 
-def make_context(settings: Settings, out: Path, *, force: bool = False) -> Context:
-    """Resolve the model, device and cache folder once, before any recording is touched."""
-    model = read_model(Path(settings.asr.model))
-    device = asr.resolve_device(settings.asr.device)
-    compute_type = asr.resolve_compute_type(device, settings.asr.compute_type)
+def make_context(settings: Settings, out: Path, *, force: bool = False, audio: bool = True) -> Context:
+    """Resolve the model, device and cache folder once, before any call is touched.
+
+    With ``audio=False`` (imported transcripts) no Whisper model is looked for or loaded;
+    the text stages' resources and the scorecard are still checked up front.
+    """
+    model: ModelInfo | None = None
+    device, compute_type, workers, threads = "", "", 1, 1
+    lexicon = None
+    if audio:
+        model = read_model(Path(settings.asr.model))  # a missing model stops an audio run here
+        device = asr.resolve_device(settings.asr.device)
+        compute_type = asr.resolve_compute_type(device, settings.asr.compute_type)
+        workers, threads = asr.resolve_workers(device, settings.asr.workers, settings.asr.cpu_threads)
+        lexicon = lexicon_for(settings.lexicon)
     cache_dir = Path(settings.batch.cache_dir) if settings.batch.cache_dir else out / ".cache"
-    workers, threads = asr.resolve_workers(device, settings.asr.workers, settings.asr.cpu_threads)
     # Loaded now so that a missing user dictionary or sentiment model stops the run before
     # any call is touched, instead of failing every call; both stay cached for the workers.
     text.tokenizer(settings.text.user_words, settings.text.user_dict)
     sentiment.load_model(settings.sentiment.model)
     scorecard = load_scorecard(settings.compliance.rules or None)  # a broken rules file stops the run
-    return Context(settings, model, device, compute_type, cache_dir, lexicon_for(settings.lexicon),
-                   scorecard, workers, threads, force)
+    vocab.preload(settings, scorecard)  # ... and so does a bad vocabulary file (speechqa/vocab.py)
+    return Context(settings, model, device, compute_type, cache_dir, lexicon, scorecard, workers, threads,
+                   force)
 
 
 def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
     """Transcribe (or fetch from cache) one recording, split it into turns and analyse it."""
     timings: dict[str, float] = {}
     stage = "read"
-    settings = ctx.settings
     try:
+        if ctx.model is None:
+            raise SpeechQAError("no Whisper model in this run's context (make_context(audio=True))")
         t0 = time.perf_counter()
         sha = audio.content_sha256(rec.path)
         timings["hash"] = time.perf_counter() - t0
@@ -107,8 +126,44 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels,
                              ctx.settings.turns, ctx.settings.guards, ctx.lexicon)
         timings["turns"] = time.perf_counter() - t0
+    except Exception as exc:
+        return _failure(rec, stage, exc)
 
-        stage = "text"
+    def levels() -> tuple[list[Any], int]:  # a cached transcript: the levels still come from the audio
+        d = decoded if decoded is not None else audio.decode(rec.path)
+        return list(d.samples), d.sample_rate
+
+    return analyse_turns(rec, turns, ctx, duration_s=transcript.duration_s, n_channels=transcript.n_channels,
+                         audio_fn=levels, asr_seconds=transcript.asr_seconds, cached=cached,
+                         audio_sha256=sha, timings=timings)
+
+
+def analyse_turns(
+    rec: Recording,
+    turns: tuple[Turn, ...],
+    ctx: Context,
+    *,
+    duration_s: float,
+    n_channels: int,
+    audio_fn: AudioFn | None,
+    asr_seconds: float = 0.0,
+    cached: bool = False,
+    audio_sha256: str = "",
+    timings: dict[str, float] | None = None,
+    timed: bool = True,
+) -> CallResult | Failure:
+    """The analysis after ASR, the same for transcribed and imported calls: text (PII masked,
+    match text, tokens) → sentiment and escalations → metrics and their events → CallResult
+    → compliance.
+
+    ``audio_fn`` gives the decoded channels for the metrics; without it (imported
+    transcripts) the metrics come from the turn times (``timed``) or stay empty, see
+    speechqa/transcripts.py ``metrics_without_audio``.
+    """
+    timings = dict(timings or {})
+    settings = ctx.settings
+    stage = "text"
+    try:
         t0 = time.perf_counter()
         turns, redactions = text.process_turns(turns, settings.text)
         timings["text"] = time.perf_counter() - t0
@@ -122,23 +177,27 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
 
         stage = "metrics"
         t0 = time.perf_counter()
-        if decoded is None:  # a cached transcript: the levels still come from the audio
-            decoded = audio.decode(rec.path)
-        turns, call_metrics, metric_events = metrics.analyse(
-            turns, list(decoded.samples), decoded.sample_rate, transcript.duration_s,
-            settings.metrics, muted=[(e.start, e.end) for e in redactions],
-        )
+        muted = [(e.start, e.end) for e in redactions]
+        if audio_fn is not None:
+            samples, rate = audio_fn()
+            turns, call_metrics, metric_events = metrics.analyse(
+                turns, samples, rate, duration_s, settings.metrics, muted=muted)
+        else:
+            from speechqa.transcripts import metrics_without_audio
+
+            turns, call_metrics, metric_events = metrics_without_audio(
+                turns, duration_s, settings.metrics, timed=timed, muted=muted)
         events = tuple(sorted((*redactions, *escalations, *metric_events), key=_event_order))
         timings["metrics"] = time.perf_counter() - t0
 
         result = CallResult(
             recording=rec,
-            duration_s=transcript.duration_s,
-            n_channels=transcript.n_channels,
+            duration_s=duration_s,
+            n_channels=n_channels,
             turns=turns,
-            asr_seconds=transcript.asr_seconds,
+            asr_seconds=asr_seconds,
             cached=cached,
-            audio_sha256=sha,
+            audio_sha256=audio_sha256,
             timings=tuple(timings.items()),
             events=events,
             sentiment=call_sentiment,
@@ -150,14 +209,18 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             compliance = score_call(result, ctx.scorecard)
             timings["compliance"] = time.perf_counter() - t0
             result = dataclasses.replace(result, compliance=compliance, timings=tuple(timings.items()))
-    except AudioError as exc:
-        return Failure(rec.call_id, str(rec.path), stage, str(exc))
-    except SpeechQAError as exc:
-        return Failure(rec.call_id, str(rec.path), stage, f"{rec.path}: {exc}")
-    except Exception as exc:  # a bug on one call (or one rule) must not cost the night's batch
-        return Failure(rec.call_id, str(rec.path), stage,
-                       f"{rec.path}: unexpected {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        return _failure(rec, stage, exc)
     return result
+
+
+def _failure(rec: Recording, stage: str, exc: Exception) -> Failure:
+    if isinstance(exc, AudioError):
+        return Failure(rec.call_id, str(rec.path), stage, str(exc))
+    if isinstance(exc, SpeechQAError):
+        return Failure(rec.call_id, str(rec.path), stage, f"{rec.path}: {exc}")
+    # A bug on one call (or one rule) must not cost the night's batch.
+    return Failure(rec.call_id, str(rec.path), stage, f"{rec.path}: unexpected {type(exc).__name__}: {exc}")
 
 
 def _event_order(e: Event) -> tuple[float, str, str]:
@@ -227,12 +290,88 @@ def run_batch(
             on_progress(rec, outcome)
     order = {rec.call_id: i for i, rec in enumerate(recordings)}
     results.sort(key=lambda r: order[r.recording.call_id])
+    m = ctx.model
+    model_info = {"name": m.name if m else None, "path": str(m.path) if m else None,
+                  "sha256": m.sha256 if m else None, "source": m.source if m else None}
+    return _finish(out, settings, ctx, source=source, recordings=recordings, results=results,
+                   failures=failures, times={}, model_info=model_info, force=force,
+                   started_at=started_at, t_start=t_start)
 
+
+def run_transcripts(
+    file: Path,
+    out: Path,
+    settings: Settings,
+    *,
+    on_start: Callable[[list[Recording]], None] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> RunSummary:
+    """Analyse conversations that are already transcribed (a CSV or JSONL of turns, see
+    speechqa/transcripts.py): every stage after ASR, the tables, sampling and the history
+    store, as for audio. No Whisper model is needed. Bad rows become failures; a file that
+    cannot be read raises InputError."""
+    from speechqa.transcripts import read_transcripts
+
+    started_at = datetime.now(UTC)
+    t_start = time.perf_counter()
+    out = Path(out)
+    ctx = make_context(settings, out, audio=False)
+    t0 = time.perf_counter()
+    batch = read_transcripts(Path(file), settings.channels)
+    read_s = time.perf_counter() - t0
+    recordings = [c.recording for c in batch.calls]
+    failures = list(batch.failures)
+    if on_start:
+        on_start(recordings)
+    results: list[CallResult] = []
+    per_call_read = read_s / max(len(batch.calls), 1)
+    for call in batch.calls:
+        timed = call.times != "none"
+        outcome = analyse_turns(call.recording, call.turns, ctx, duration_s=call.duration_s, n_channels=0,
+                                audio_fn=None, timings={"read": per_call_read}, timed=timed)
+        if isinstance(outcome, Failure):
+            failures.append(outcome)
+        else:
+            results.append(outcome)
+        if on_progress:
+            on_progress(call.recording, outcome)
+    return _finish(out, settings, ctx, source=Path(file), recordings=recordings, results=results,
+                   failures=failures, times={c.recording.call_id: c.times for c in batch.calls},
+                   model_info={"name": IMPORTED_MODEL, "path": None, "sha256": None, "source": str(file)},
+                   force=False, started_at=started_at, t_start=t_start)
+
+
+def _finish(
+    out: Path,
+    settings: Settings,
+    ctx: Context,
+    *,
+    source: Path,
+    recordings: list[Recording],
+    results: list[CallResult],
+    failures: list[Failure],
+    times: dict[str, str],
+    model_info: dict[str, Any],
+    force: bool,
+    started_at: datetime,
+    t_start: float,
+) -> RunSummary:
+    """The end of a run, the same for audio and imported transcripts: every table, the QA
+    sample and the history store, then run.json (written last).
+
+    ``times`` is the time basis per imported call (``imported`` or ``none``); calls not in it
+    were transcribed from audio.
+    """
     t_write = time.perf_counter()
-    failed_recordings = [Recording(f.call_id, Path(f.path)) for f in failures
-                         if f.call_id not in {r.call_id for r in recordings}]
-    all_recordings = recordings + failed_recordings
-    calls_df = outputs.calls_frame(results, failures, all_recordings, ctx.model.name)
+    known = {r.call_id for r in recordings}
+    failed_recordings: dict[str, Recording] = {}
+    for f in failures:  # one calls row per failed call, however many of its rows failed
+        if f.call_id and f.call_id not in known and f.call_id not in failed_recordings:
+            failed_recordings[f.call_id] = Recording(f.call_id, Path(f.path))
+    all_recordings = recordings + list(failed_recordings.values())
+    imported = bool(times) or model_info["name"] == IMPORTED_MODEL
+    calls_df = _with_times(outputs.calls_frame(results, failures, all_recordings, model_info["name"]),
+                           times, imported)
     events_df = outputs.events_frame(results)
     rules_df = outputs.rule_results_frame(results, ctx.scorecard)
     outputs.write_table(outputs.turns_frame(results), out, "turns")
@@ -251,7 +390,9 @@ def run_batch(
 
         night = settings.sampling.night or infer_night(all_recordings)
         db = history.open_store(settings.store.db)
-        history.save_calls(db, night, results)
+        # A call without times has turn-index times only: no duration goes into the history.
+        history.save_calls(db, night, [dataclasses.replace(r, duration_s=math.nan)
+                                       if times.get(r.recording.call_id) == "none" else r for r in results])
         sampled = qa_sample(db, out, night, settings, calls_df, rules_df, events_df)
 
     stage_totals: dict[str, float] = {}
@@ -259,19 +400,20 @@ def run_batch(
         for name, seconds in r.timings:
             stage_totals[name] = stage_totals.get(name, 0.0) + seconds
     stage_totals["write"] = time.perf_counter() - t_write
+    timed_results = [r for r in results if times.get(r.recording.call_id) != "none"]
     info = {
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": str(source),
+        "input": "transcripts" if imported else "audio",
         "out": str(out),
         "versions": _versions(),
-        "model": {"name": ctx.model.name, "path": str(ctx.model.path),
-                  "sha256": ctx.model.sha256, "source": ctx.model.source},
-        "device": ctx.device,
-        "compute_type": ctx.compute_type,
+        "model": model_info,
+        "device": ctx.device or None,
+        "compute_type": ctx.compute_type or None,
         "workers": ctx.workers,
         "cpu_threads_per_worker": ctx.cpu_threads,
-        "cache_dir": str(ctx.cache_dir),
+        "cache_dir": None if imported else str(ctx.cache_dir),
         "force": force,
         "settings": settings.to_dict(),
         "settings_source": settings.source,
@@ -287,14 +429,16 @@ def run_batch(
             "recordings": len(all_recordings),
             "ok": len(results),
             "failed": len(failures),
-            "transcribed": sum(1 for r in results if not r.cached),
+            "transcribed": sum(1 for r in results if not r.cached) if not imported else 0,
             "cached": sum(1 for r in results if r.cached),
+            "imported": len(results) if imported else 0,
+            "untimed": sum(1 for r in results if times.get(r.recording.call_id) == "none"),
             "turns": sum(len(r.turns) for r in results),
             "flagged_turns": sum(1 for r in results for t in r.turns if t.flags),
             "lexicon_corrections": sum(len(t.corrections) for r in results for t in r.turns),
             "redactions": sum(len(t.redactions) for r in results for t in r.turns),
             "events": sum(len(r.events) for r in results),
-            "audio_seconds": round(sum(r.duration_s for r in results), 3),
+            "audio_seconds": round(sum(r.duration_s for r in timed_results), 3),
         },
         "timings_s": {k: round(v, 3) for k, v in stage_totals.items()}
         | {"total": round(time.perf_counter() - t_start, 3)},
@@ -302,6 +446,20 @@ def run_batch(
     info["exit_code"] = 1 if failures else 0
     outputs.write_json(out / "run.json", info)
     return RunSummary(out=out, results=tuple(results), failures=tuple(failures), run_info=info)
+
+
+def _with_times(calls: Any, times: dict[str, str], imported: bool) -> Any:
+    """The calls table with its ``times`` column after ``channels``: ``audio``, ``imported``
+    or ``none``. Imported calls have no channel count; a call without times has no duration."""
+    calls = calls.drop(columns=["times"], errors="ignore")  # a metadata column of that name loses
+    basis = [times.get(c, "" if imported else "audio") for c in calls.call_id]
+    calls.insert(int(calls.columns.get_loc("channels")) + 1, "times", basis)
+    calls["times"] = calls["times"].astype("string")
+    if imported:
+        calls["channels"] = calls["channels"].astype("Int64").where(calls["times"] == "audio")
+        calls.loc[calls["times"] == "none", "duration_s"] = math.nan
+        calls.loc[calls["status"] == "ok", "asr_seconds"] = 0.0
+    return calls
 
 
 def infer_night(recordings: list[Recording]) -> str:
