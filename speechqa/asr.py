@@ -18,7 +18,6 @@ import os
 import re
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -315,9 +314,10 @@ def convert_script(text: str, script: str) -> str:
 
 
 def _squash(text: str) -> str:
-    """Casefolded letters and digits only, for junk-phrase comparison."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if ch.isalnum())
+    """Folded letters and digits only (text.squash), for junk-phrase comparison."""
+    from speechqa.text import squash
+
+    return squash(text)
 
 
 @lru_cache(maxsize=16)
@@ -367,16 +367,49 @@ def channel_roles(n_channels: int, channels: ChannelSettings,
     return roles
 
 
-# Phrases only the agent's side of a service call says (after t2s; a few common mishearings).
-_AGENT_SCRIPT = re.compile(
-    r"欢迎致电|欢迎来电|[工公]号|为您服务|有什么可以帮|请问您|请您|帮您|给您|稍等|您的来电|感谢您|还有什么"
-    r"|客服中心|服务热线|很高兴|请问还有"
-)
+# Phrases only the agent's side of a service call says: speechqa/data/agent_cues_zh.toml, or a
+# site's file ([channels] agent_cues_file).
+AGENT_CUES_FILE = "agent_cues_zh.toml"
 
 
-def agent_script_score(text: str) -> int:
+@dataclass(frozen=True, eq=False)
+class AgentCues:
+    """The agent's script (a regex of its phrases) and the polite characters that count half."""
+
+    source: str
+    script: re.Pattern[str]
+    polite: tuple[str, ...]
+
+
+_agent_cues_site: dict[str, str] = {}  # the run's [channels] agent_cues_file, set by load_agent_cues
+
+
+@lru_cache(maxsize=8)
+def _load_agent_cues(path: str) -> AgentCues:
+    from speechqa.vocab import Checker, read_toml
+
+    data, source = read_toml(path, AGENT_CUES_FILE, "[channels] agent_cues_file")
+    c = Checker(source)
+    c.table(data, "", ("script",), ("script",))
+    table = c.table(data["script"], "[script]", ("patterns", "polite"), ("patterns",))
+    patterns = c.strings(table["patterns"], "[script]", "patterns", regex=True)
+    polite = c.strings(table.get("polite", []), "[script]", "polite", allow_empty=True)
+    return AgentCues(source, re.compile("|".join(f"(?:{p})" for p in patterns)), polite)
+
+
+def load_agent_cues(path: str = "") -> AgentCues:
+    """The agent-cue file at ``path`` (empty: the shipped one), validated and read once; it
+    becomes the default of :func:`agent_script_score` in this process. Raises ConfigError
+    naming the file and the key."""
+    cues = _load_agent_cues(path)
+    _agent_cues_site["path"] = path
+    return cues
+
+
+def agent_script_score(text: str, cues: AgentCues | None = None) -> int:
     """How much a channel's text sounds like the agent: script phrases, plus the polite 您."""
-    return 2 * len(_AGENT_SCRIPT.findall(text)) + text.count("您") // 2
+    cues = cues or _load_agent_cues(_agent_cues_site.get("path", ""))
+    return 2 * len(cues.script.findall(text)) + sum(text.count(ch) for ch in cues.polite) // 2
 
 
 @dataclass(frozen=True)

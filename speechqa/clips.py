@@ -2,12 +2,17 @@
 
 Candidates come from the scorecard's evidence, the call's events and sentiment turnarounds:
 
-- good: a full greeting (``greeting`` passed), a clean verification (``verify`` passed), a
-  proper closing (``closing_offer`` and ``thanks`` both passed), and de-escalation (an agent's
-  apology after which the customer's sentiment rose clearly within a few turns);
-- bad: a forbidden phrase (``no_forbidden`` failed), an agent interruption (an ``interruption``
-  event of the agent), an unannounced hold (``hold_notice`` failed: its evidence is the hold),
-  a missed verification (``verify`` failed).
+- from the scorecard: each item's ``[sections.items.clips]`` table names the tag of the clip its
+  result makes. ``pass = "greeting"``: a passed item is a good clip of its evidence turn; items
+  sharing a pass tag must all pass and make one clip (the shipped ``closing_offer`` and
+  ``thanks``, tag ``closing``). ``fail = "forbidden_phrase"``: a failed item is a bad clip of
+  its evidence (an unannounced hold's evidence is the hold);
+- de-escalation (good): an agent's apology after which the customer's sentiment rose clearly
+  within a few turns; apologies are the evidence of the item marked ``apology = true`` and any
+  agent turn saying one of that item's phrases;
+- an agent interruption (bad): an ``interruption`` event of the agent.
+
+So a site scorecard with other item ids gets clips as soon as its items carry clip tags.
 
 A clip is its evidence padded by ``pad_s`` on each side, grown to ``min_s``, widened so that it
 never cuts a word of either speaker, clamped to the call and capped at ``max_s``.
@@ -26,6 +31,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -33,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from speechqa.calls import CallResult, Turn, Word
+from speechqa.compliance.schema import Item, Phrases, Scorecard, load_scorecard, walk
 from speechqa.config import ClipSettings
 from speechqa.errors import AudioError, SpeechQAError
 from speechqa.files import write_atomic, write_text_atomic
@@ -45,25 +52,35 @@ COLUMNS = ["clip_id", "label", "tags", "role", "start", "end", "duration", "exce
            "agent_id", "agent_name", "team", "started_at", "night", "audio_path"]
 
 
-class _Rule(NamedTuple):
-    label: str
-    tag: str
-    whole_turn: bool  # the clip covers the evidence's whole turn, not only the matched phrase
+_SCORECARDS: dict[str, Scorecard] = {}  # sha256 -> the scorecards this process scored calls with
 
 
-# (item_id, outcome) -> what the evidence is an example of. Closing needs two items: see _closing.
-RULE_CLIPS: dict[tuple[str, str], _Rule] = {
-    ("greeting", "pass"): _Rule("good", "greeting", True),
-    ("verify", "pass"): _Rule("good", "verification", True),
-    ("no_forbidden", "fail"): _Rule("bad", "forbidden_phrase", False),
-    ("hold_notice", "fail"): _Rule("bad", "unannounced_hold", False),
-    ("verify", "fail"): _Rule("bad", "missed_verification", False),
-}
-CLOSING_ITEMS = ("closing_offer", "thanks")
-# The apology item's phrases, for apologies other than the one the scorecard kept as evidence.
-_APOLOGY = re.compile(
-    r"抱歉|对不起|不好意思|理解您|非常理解|别着急|不要着急|添麻烦|带来不便|请您放心|深表歉意|请您谅解|见谅"
-)
+def use_scorecard(scorecard: Scorecard) -> None:
+    """Make ``scorecard``'s clip tags the ones used for calls it scored (by its sha256)."""
+    _SCORECARDS[scorecard.sha256] = scorecard
+
+
+@lru_cache(maxsize=1)
+def _shipped_scorecard() -> Scorecard:
+    return load_scorecard()
+
+
+def _scorecard_for(result: CallResult, scorecard: Scorecard | None) -> Scorecard:
+    """The scorecard given, else the one that scored the call, else the shipped one."""
+    if scorecard is not None:
+        return scorecard
+    sha = result.compliance.scorecard_sha256 if result.compliance else ""
+    return _SCORECARDS.get(sha) or _shipped_scorecard()
+
+
+@lru_cache(maxsize=8)
+def _apology_phrases(item: Item) -> tuple[str, ...]:
+    """The phrases of an apology item's pass condition, as match text without spaces."""
+    from speechqa.text import normalize
+
+    found = [normalize(p).replace(" ", "") for cond in walk(item.passes) if isinstance(cond, Phrases)
+             and cond.scope.role != "customer" for group in cond.groups for p in group]
+    return tuple(dict.fromkeys(p for p in found if p))
 
 
 @dataclass(frozen=True)
@@ -163,24 +180,26 @@ def _evidence(result: CallResult, item_id: str, outcome: str) -> list[tuple[floa
     return found
 
 
-def _rule_spans(result: CallResult) -> list[_Span]:
+def _rule_spans(result: CallResult, card: Scorecard) -> list[_Span]:
+    """Clips from the items' clip tags: one good clip per pass tag whose items all passed
+    (their first evidence turns, together), one bad clip per failed item's evidence."""
     spans = []
-    for (item_id, outcome), rule in RULE_CLIPS.items():
-        for start, end, turn in _evidence(result, item_id, outcome):
-            if rule.whole_turn and turn is not None:
-                start, end = min(start, turn.start), max(end, turn.end)
-            spans.append(_Span(rule.label, rule.tag, "agent", item_id, start, end))
+    by_tag: dict[str, list[str]] = {}
+    for item in card.items:
+        if item.clips.pass_tag:
+            by_tag.setdefault(item.clips.pass_tag, []).append(item.id)
+    for tag, item_ids in by_tag.items():
+        parts = [_evidence(result, item_id, "pass") for item_id in item_ids]
+        if not all(parts):
+            continue
+        ends = [(min(s, t.start) if t else s, max(e, t.end) if t else e) for p in parts for s, e, t in p[:1]]
+        spans.append(_Span("good", tag, "agent", ";".join(item_ids), min(s for s, _ in ends),
+                           max(e for _, e in ends)))
+    for item in card.items:
+        if item.clips.fail_tag:
+            spans.extend(_Span("bad", item.clips.fail_tag, "agent", item.id, start, end)
+                         for start, end, _ in _evidence(result, item.id, "fail"))
     return spans
-
-
-def _closing(result: CallResult) -> list[_Span]:
-    """One clip from the closing offer to the thanks, when both passed."""
-    parts = [_evidence(result, item, "pass") for item in CLOSING_ITEMS]
-    if not all(parts):
-        return []
-    ends = [(min(s, t.start) if t else s, max(e, t.end) if t else e) for p in parts for s, e, t in p[:1]]
-    start, end = min(s for s, _ in ends), max(e for _, e in ends)
-    return [_Span("good", "closing", "agent", ";".join(CLOSING_ITEMS), start, end)]
 
 
 def _interruptions(result: CallResult) -> list[_Span]:
@@ -188,20 +207,27 @@ def _interruptions(result: CallResult) -> list[_Span]:
             for e in result.events if e.type == "interruption" and e.role == "agent"]
 
 
-def _deescalations(result: CallResult) -> list[_Span]:
+def _deescalations(result: CallResult, card: Scorecard) -> list[_Span]:
     """Agent apologies after which the customer's sentiment rose clearly within a few turns.
 
     "Before" is the customer's last scored turn before the apology, and it must be negative;
     the clip runs from the apology to the end of the first customer turn at least
     DEESCALATION_RISE happier.
     """
+    items = [item for item in card.items if item.clips.apology]
+    if not items:
+        return []
     turns = sorted(result.turns, key=lambda t: (t.start, t.end))
-    apology_turns = {rr.evidence_turn_id for rr in (result.compliance.results if result.compliance else ())
-                     if rr.item_id == "apology" and rr.outcome == "pass" and rr.evidence_turn_id}
+    ids = {item.id for item in items}
+    apology_turns = {rr.evidence_turn_id: rr.item_id
+                     for rr in (result.compliance.results if result.compliance else ())
+                     if rr.item_id in ids and rr.outcome == "pass" and rr.evidence_turn_id}
+    phrases = tuple(p for item in items for p in _apology_phrases(item))
     spans: list[_Span] = []
     for i, t in enumerate(turns):
-        from_rule = t.turn_id in apology_turns
-        if t.role != "agent" or not (from_rule or _APOLOGY.search(t.match_text or t.text)):
+        from_rule = apology_turns.get(t.turn_id, "")
+        said = (t.match_text or t.text).replace(" ", "")
+        if t.role != "agent" or not (from_rule or any(p in said for p in phrases)):
             continue
         if spans and t.start < spans[-1].end:  # a second apology inside the same turnaround
             continue
@@ -211,8 +237,7 @@ def _deescalations(result: CallResult) -> list[_Span]:
         happier = [u for u in turns[i + 1:i + 1 + DEESCALATION_TURNS] if u.role == "customer"
                    and u.sentiment is not None and u.sentiment - before[-1] >= DEESCALATION_RISE]
         if happier:
-            spans.append(_Span("good", "de_escalation", "agent", "apology" if from_rule else "",
-                               t.start, happier[0].end))
+            spans.append(_Span("good", "de_escalation", "agent", from_rule, t.start, happier[0].end))
     return spans
 
 
@@ -225,18 +250,21 @@ def _night(meta: dict[str, str]) -> str:
     return ""
 
 
-def candidates(result: CallResult, settings: ClipSettings | None = None) -> tuple[Clip, ...]:
+def candidates(result: CallResult, settings: ClipSettings | None = None,
+               scorecard: Scorecard | None = None) -> tuple[Clip, ...]:
     """The call's training clips in time order, with deterministic ids.
 
     Two reasons for the same stretch with the same label (a clip that is both a greeting
-    and a verification) make one clip with both tags.
+    and a verification) make one clip with both tags. ``scorecard`` (default: the one that
+    scored the call, see :func:`use_scorecard`, else the shipped one) gives the clip tags.
     """
     s = settings or ClipSettings()
+    card = _scorecard_for(result, scorecard)
     rec, meta = result.recording, result.recording.meta_dict
     words = [w for t in result.turns for w in t.words]
     turns = sorted(result.turns, key=lambda t: (t.start, t.end))
     merged: dict[tuple[str, float, float], tuple[list[str], str, list[str]]] = {}
-    for span in [*_rule_spans(result), *_closing(result), *_interruptions(result), *_deescalations(result)]:
+    for span in [*_rule_spans(result, card), *_interruptions(result), *_deescalations(result, card)]:
         lo, hi = widen(span.start, span.end, words, result.duration_s, s)
         if hi <= lo:
             continue
@@ -259,9 +287,10 @@ def candidates(result: CallResult, settings: ClipSettings | None = None) -> tupl
     return tuple(clips)
 
 
-def clips_frame(results: Iterable[CallResult], settings: ClipSettings | None = None) -> pd.DataFrame:
+def clips_frame(results: Iterable[CallResult], settings: ClipSettings | None = None,
+                scorecard: Scorecard | None = None) -> pd.DataFrame:
     """The ``training_clips`` table: every call's candidates, one row per clip."""
-    rows = [asdict(c) | {"duration": c.duration} for r in results for c in candidates(r, settings)]
+    rows = [asdict(c) | {"duration": c.duration} for r in results for c in candidates(r, settings, scorecard)]
     df = pd.DataFrame(rows, columns=COLUMNS)
     for column in ("start", "end", "duration"):
         df[column] = df[column].astype("float64")

@@ -117,6 +117,7 @@ class ChannelSettings:
     # Swap the two when the "customer" side plainly speaks the agent's script (greeting, 工号,
     # 为您服务 …) and the "agent" side does not: recorders are not always wired the same way.
     detect: bool = True
+    agent_cues_file: str = ""  # the agent's script phrases (TOML); empty: speechqa/data/agent_cues_zh.toml
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,8 @@ class SentimentSettings:
     model: str = ""  # empty: the model shipped in the package
     edge_turns: int = 2  # a role's start / end sentiment is the mean of its first / last N turns
     trajectory_delta: float = 0.15  # end minus start beyond this is improved / worsened
+    escalation_file: str = ""  # escalation cues (TOML); empty: speechqa/data/escalation_zh.toml
+    cues_file: str = ""  # sentiment cues (TOML); empty: speechqa/data/sentiment_cues_zh.toml
 
 
 @dataclass(frozen=True)

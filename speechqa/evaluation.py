@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
 from speechqa.asr import convert_script
+from speechqa.text import fold, squash
 
 
 def normalize_for_cer(text: str) -> str:
-    text = convert_script(unicodedata.normalize("NFKC", text), "simplified").lower()
-    return "".join(ch for ch in text if ch.isalnum())
+    """Simplified characters, letters and digits only, lower case (text.fold, then text.squash)."""
+    return squash(convert_script(fold(text), "simplified"))
 
 
 def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:

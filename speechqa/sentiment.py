@@ -20,8 +20,11 @@ utterances and delivery / shopping reviews) and writes them to
 
 The call cues
 -------------
-The dev data has almost no call-centre speech, so three hand-made cues sit on top of the model,
-all from :data:`LEXICON` (one table shared with :func:`escalations`):
+The dev data has almost no call-centre speech, so three hand-made cues sit on top of the model.
+Their phrases are data, not code: ``speechqa/data/escalation_zh.toml`` (the escalation kinds,
+shared with :func:`escalations`) and ``speechqa/data/sentiment_cues_zh.toml`` (cue lists and
+weights, negators, formulas), each replaceable by a site (``[sentiment] escalation_file`` /
+``cues_file``) and validated when loaded:
 
 * escalation (complaint, regulator, media, lawyer, supervisor, cancellation) and other
   complaint phrases (什么态度, 太差, 乱扣费 ...) subtract from ``z``; thanks and "问题解决了"
@@ -43,17 +46,18 @@ import gzip
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from speechqa.calls import CallSentiment, Event, RoleSentiment, Turn
 from speechqa.config import SentimentSettings
-from speechqa.text import is_backchannel
+from speechqa.text import CLAUSE_BREAKS, PUNCT_RUN, clause_text, is_backchannel
+from speechqa.vocab import Checker, read_toml
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "sentiment" / "model.json.gz"
 MODEL_FORMAT = "speechqa-sentiment/1"
@@ -63,278 +67,178 @@ EMPTY = 0.5  # what text with nothing to score gets
 NEGATION_SPAN = 2  # words after a negator that are marked ``n:``
 CHAR_NGRAMS = (1, 2, 3)
 
-# Words that flip the sentiment of what follows them in the clause.
-_NEGATOR_WORDS = (
-    "不 没 别 没有 不是 并不 并没有 不太 不够 不会 不能 未 无 毫无 从不 从没 从来不 从来没 绝不 不用 不要 "
-    "不怎么 难以 一点也不 一点都不 不再 不算 不大 甭 勿"
-)
-NEGATORS = frozenset(_NEGATOR_WORDS.split())
-
-# Negators checked right before a lexicon cue ("不用投诉", "您不必投诉", "没解决"). 别人 is not 别.
-_NEGATED_BEFORE = re.compile(
-    r"(?:不用|不必|不需要|没必要|无需|无须|用不着|别(?!人)|没有|没|不是|不会|不要|不想|并不|不打算|不再|不至于|还没|尚未|未)"
-    r"[^，。！？；,.!?;]{0,2}$"
-)
-
-# Sentiment cues (positive / negative) are also flipped by a bare 不 / 没 right before them.
-_NEGATED_BEFORE_WORD = re.compile(
-    r"(?:不|没|无|未|别|非|毫无|并非|不是|没有|一点也不|一点都不|不太|不怎么|不够|不算)[^，。！？；,.!?;]?$"
-)
-
-# 12315 / 12345 as ASR may write them: digits, 一 / 幺 readings, or a mix.
-_ONE = "[1一幺]"
-_D12315 = f"(?<![0-9]){_ONE}[2二][3三]{_ONE}[5五](?![0-9])"
-_D12345 = f"(?<![0-9]){_ONE}[2二][3三][4四][5五](?![0-9])"
-_NOUN_BOSS = "(?:领导|主管|经理|上级|上司|负责人|老板|班长|管事的|管理层)"
-
-# The one lexicon: kind -> regex alternatives. Escalation kinds become events; every kind is a
-# sentiment cue with the weight in _CUE_WEIGHT. Order matters where matches overlap: the first
-# kind listed wins at a position (黑猫投诉 is media, not a complaint).
-LEXICON: dict[str, tuple[str, ...]] = {
-    "regulator": (
-        _D12315,
-        _D12345,
-        "工信部",
-        "公信部",
-        "工信",
-        "消协",
-        "消费者协会",
-        "消保委",
-        "银保监",
-        "银监会",
-        "保监会",
-        "证监会",
-        "金融监管",
-        "监管局",
-        "监管部门",
-        "市场监管",
-        "工商局",
-        "工商部门",
-        "通信管理局",
-        "通管局",
-        "人民银行",
-        "央行",
-        "消费者权益",
-        "[3三]\\.?[1一]?[5五]晚会",
-    ),
-    "media": (
-        "黑猫投诉",
-        "媒体",
-        "曝光",
-        "发到网上",
-        "发网上",
-        "挂到网上",
-        "挂网上",
-        "放到网上",
-        "网上说说",
-        "微博",
-        "抖音",
-        "快手",
-        "小红书",
-        "朋友圈",
-        "热搜",
-        "记者",
-        "电视台",
-        "报社",
-        "上新闻",
-        "让大家(?:都)?(?:看看|评评理|知道)",
-        "让(?:全|所有)?网友",
-    ),
-    "lawyer": (
-        "律师",
-        "起诉",
-        "法院",
-        "打官司",
-        "法律途径",
-        "法律手段",
-        "法律责任",
-        "诉讼",
-        "仲裁",
-        "报警",
-        "告上法庭",
-    ),
-    "complaint": (
-        "投诉",
-        "投述",
-        "举报",
-        "告(?:你|你们|死你们|到你们)",
-        "给(?:你们?)?差评",
-    ),
-    "supervisor": (
-        f"(?:找|叫|让|转|换|要|给我)[^，。！？,.!?]{{0,4}}{_NOUN_BOSS}",
-        f"{_NOUN_BOSS}(?:呢|在哪|出来|来接|接电话|过来|跟我说|和我说)",
-    ),
-    "cancellation": (
-        "销户",
-        "注销",
-        "销卡",
-        "(?:把|将)?卡(?:给)?销(?:了|掉)",
-        "退订",
-        "携号转网",
-        "转网",
-        "退网",
-        "(?:去|换|用)别(?:家|的公司|的银行)",
-        "换(?:一)?家",
-        "不用你们",
-        "不再用你们",
-        "再也不用",
-        "解约",
-        "退卡",
-        "取消",
-        "不办了",
-    ),
-    # Not events, only sentiment cues.
-    "negative": (
-        "什么态度",
-        "态度(?:太|很|真|极其)?(?:差|恶劣)",
-        "太差",
-        "很差",
-        "真差",
-        "差劲",
-        "乱扣费",
-        "乱收费",
-        "扣我(?:的)?钱",
-        "骗子",
-        "骗人",
-        "坑人",
-        "忽悠",
-        "欺骗",
-        "太过分",
-        "受不了",
-        "气死",
-        "恶心",
-        "不像话",
-        "岂有此理",
-        "凭什么",
-        "搞什么",
-        "什么破",
-        "垃圾",
-        "没人管",
-        "踢皮球",
-        "推卸",
-        "敷衍",
-        "不讲理",
-        "欺负人",
-        "耍流氓",
-        "一直没(?:人|解决|处理|回复)",
-        "到底(?:怎么|什么)回事",
-        "没完没了",
-        "浪费(?:我的)?时间",
-        "有问题",
-        "出(?:了)?(?:问题|毛病)",
-        "坏了",
-        "故障",
-        "用不了",
-        "不能用",
-        "没反应",
-        "还没(?:到|收到|发货|处理|退|解决)",
-        "没收到",
-        "太慢",
-        "怎么还",
-        "多扣",
-        "被扣",
-        "被刷",
-        "急死",
-    ),
-    "positive": (
-        "问题解决了",
-        "解决了",
-        "搞定了",
-        "谢谢",
-        "感谢你",
-        "多谢",
-        "太好了",
-        "满意",
-        "辛苦(?:了|你|您)",
-        "很专业",
-        "很耐心",
-        "服务(?:很|真|非常)?好",
-        "帮了大忙",
-    ),
-}
-
 ESCALATION_KINDS: tuple[str, ...] = ("complaint", "regulator", "media", "lawyer", "supervisor", "cancellation")
-
-# Logit change per distinct cue kind found in a turn (negated cues count for the opposite sign).
-_CUE_WEIGHT: dict[str, float] = {
-    "complaint": -2.5,
-    "regulator": -2.5,
-    "media": -2.0,
-    "lawyer": -2.5,
-    "supervisor": -2.0,
-    "cancellation": -1.2,
-    "negative": -1.5,
-    "positive": 1.2,
-}
+CUE_KINDS = ("negative", "positive")  # sentiment cues that are not events
+ESCALATION_FILE = "escalation_zh.toml"  # [sentiment] escalation_file overrides it
+CUES_FILE = "sentiment_cues_zh.toml"  # [sentiment] cues_file overrides it
 _NEGATED_SIGN: dict[str, float] = {"positive": -1.0}  # 没解决 is negative; 不用投诉 is just not a threat
-
-# Formulaic agent phrases: cut out, scored NEUTRAL. Greeting company names go with 欢迎致电.
-FORMULAS: tuple[str, ...] = (
-    "(?:您好|你好|喂)",
-    "欢迎(?:致电|来电|您致电)[^，。！？,.!?]{0,12}",
-    "(?:我是|这里是)[^，。！？,.!?]{0,8}?客服(?:中心)?(?:的)?(?:[0-9零一二三四五六七八九幺两]+号)?",
-    "(?:我的)?工号[0-9零一二三四五六七八九幺两]*号?(?:很高兴|竭诚)?(?:为您服务)?",
-    "(?:很高兴|竭诚)?为您服务",
-    "请问(?:您)?(?:有)?什么(?:可以|能|需要)?(?:帮|帮助|帮到|为)(?:到)?您(?:的|服务)?(?:吗)?",
-    "请问您?(?:贵姓|怎么称呼)",
-    "请您?稍(?:等|候)(?:一下|片刻)?",
-    "(?:非常|十分)?感谢(?:您的)?(?:来电|耐心等待|等待|配合|理解|支持|耐心)",
-    "还有(?:什么|其他|别的)(?:问题|可以帮您|需要|能帮您)[^，。！？,.!?]{0,6}",
-    "请您?(?:提供|告诉我|报一下|说一下)(?:一下)?[^，。！？,.!?]{0,10}",
-    "(?:这边|我这边|我)?(?:帮您|为您|给您)(?:查询|查|看|核实|登记|记录|处理)(?:一下)?",
-    "(?:我)?(?:想|要|需要)(?:查询|查|咨询|问|了解|办理)(?:一下)?",
-    "(?:非常|十分|实在|真的)?(?:对不起|抱歉|不好意思)",
-    "给您(?:添|带来)了?(?:的)?(?:麻烦|不便|困扰)(?:了)?",
-    "祝您(?:生活愉快|工作顺利|愉快)",
-    "(?:稍后)?请(?:您)?对我的服务(?:进行)?评价",
-    "再见",
-)
+_BREAK = CLAUSE_BREAKS
+_PUNCT = PUNCT_RUN
+_NOT_BREAK = "[^" + "".join(sorted(CLAUSE_BREAKS)) + "]"
 
 
-_PUNCT = re.compile(r"[\s\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65!-/:-@\[-`{-~…—·]+")
-_MASK = re.compile(r"\[[^\[\]]{1,10}\]")  # PII masks from the text stage: [手机号], [身份证]
-_DIGIT_SPACE = re.compile(r"(?<=[0-9])\s+(?=[0-9])")  # ASR may say "1 2 3 1 5"
-_SPACE = re.compile(r"\s+")
-_BREAK = frozenset("，。！？；,.!?;")
+@dataclass(frozen=True, eq=False)
+class Escalation:
+    """The escalation lexicon (speechqa/data/escalation_zh.toml or a site's file)."""
+
+    source: str
+    kinds: tuple[tuple[str, tuple[str, ...]], ...]  # (kind, regex alternatives), in file order
+    sounds: tuple[tuple[str, str], ...]  # (kind, canonical phrase) matched by sound
+    boss_nouns: tuple[str, ...] = ()
+    boss_requests: tuple[str, ...] = ()
+    boss_before: tuple[str, ...] = ()
+    boss_after: tuple[str, ...] = ()
 
 
-@lru_cache(maxsize=1)
-def _cue_regex() -> re.Pattern[str]:
-    """One alternation over the whole lexicon, a named group per kind."""
-    return re.compile("|".join(f"(?P<{kind}>{'|'.join(alts)})" for kind, alts in LEXICON.items()))
+@dataclass(frozen=True, eq=False)
+class Cues:
+    """The sentiment cues (speechqa/data/sentiment_cues_zh.toml or a site's file)."""
+
+    source: str
+    weights: dict[str, float]  # logit change per distinct cue kind in a turn
+    kinds: tuple[tuple[str, tuple[str, ...]], ...]  # negative / positive regex alternatives
+    negators: frozenset[str]  # words whose next NEGATION_SPAN words are marked n: (model features)
+    threat_negator: re.Pattern[str]  # negates an escalation cue right after it
+    cue_negator: re.Pattern[str]  # negates a negative / positive cue right after it
+    formulas: tuple[str, ...]  # neutral agent phrases
 
 
-@lru_cache(maxsize=1)
-def _formula_regex() -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{alt})" for alt in FORMULAS))
+@dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """Everything sentiment and escalation match: the two files, loaded."""
+
+    escalation: Escalation
+    cues: Cues
 
 
-def normalize(text: str) -> str:
-    """NFKC (full-width digits and punctuation), lower case; PII masks and spaces become clause breaks."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = _MASK.sub("，", text)
-    return _SPACE.sub("，", _DIGIT_SPACE.sub("", text.strip()))
+@lru_cache(maxsize=8)
+def load_escalation(path: str = "") -> Escalation:
+    """The escalation file at ``path`` (empty: the shipped one), read and validated once.
+
+    Raises ConfigError naming the file and the key (``kind "media": pattern '(' is not a valid
+    regular expression``).
+    """
+    data, source = read_toml(path, ESCALATION_FILE, "[sentiment] escalation_file")
+    c = Checker(source)
+    c.table(data, "", ("kinds", "supervisor_sounds"), ("kinds",))
+    kinds_table = c.table(data["kinds"], "[kinds]")
+    for kind in kinds_table:
+        if kind not in ESCALATION_KINDS:
+            raise c.fail(f"kind {kind!r}", f"unknown kind; known: {', '.join(ESCALATION_KINDS)}")
+    kinds, sounds = [], []
+    for kind in kinds_table:
+        where = f'kind "{kind}"'
+        table = c.table(kinds_table[kind], where, ("patterns", "sounds"), ("patterns",))
+        kinds.append((kind, c.strings(table["patterns"], where, "patterns", regex=True)))
+        for phrase in c.strings(table.get("sounds", []), where, "sounds", allow_empty=True):
+            if sum(1 for ch in phrase if "\u4e00" <= ch <= "\u9fff") < 3 or not all(
+                    "\u4e00" <= ch <= "\u9fff" for ch in phrase):
+                raise c.fail(where, f"sound {phrase!r} must be three or more Chinese characters "
+                                    "(shorter ones sound like too many words)")
+            sounds.append((kind, phrase))
+    missing = [k for k in ESCALATION_KINDS if k not in kinds_table]
+    if missing:
+        raise c.fail("[kinds]", f"kind {missing[0]!r} is missing (every kind needs patterns)")
+    boss: dict[str, tuple[str, ...]] = {}
+    if "supervisor_sounds" in data:
+        where = "[supervisor_sounds]"
+        keys = ("nouns", "requests", "before", "after")
+        table = c.table(data["supervisor_sounds"], where, keys, keys)
+        boss = {k: c.strings(table[k], where, k) for k in keys}
+    return Escalation(source, tuple(kinds), tuple(sounds), boss.get("nouns", ()), boss.get("requests", ()),
+                      boss.get("before", ()), boss.get("after", ()))
 
 
-def cues(text: str) -> list[tuple[str, bool, int, int]]:
+def _negator(c: Checker, table: Any, key: str) -> re.Pattern[str]:
+    words = c.strings(table[key], "[negation]", key, regex=True)
+    reach = table[f"{key}_reach"]
+    if isinstance(reach, bool) or not isinstance(reach, int) or reach < 0:
+        raise c.fail("[negation]", f"{key}_reach must be an integer >= 0, got {reach!r}")
+    return re.compile(f"(?:{'|'.join(words)}){_NOT_BREAK}{{0,{reach}}}$")
+
+
+@lru_cache(maxsize=8)
+def load_cues(path: str = "") -> Cues:
+    """The sentiment cue file at ``path`` (empty: the shipped one), read and validated once."""
+    data, source = read_toml(path, CUES_FILE, "[sentiment] cues_file")
+    c = Checker(source)
+    c.table(data, "", ("weights", "cues", "negation", "formulas"), ("weights", "cues", "negation", "formulas"))
+    known = (*ESCALATION_KINDS, *CUE_KINDS)
+    weights_table = c.table(data["weights"], "[weights]", known, known)
+    weights = {k: c.number(weights_table[k], "[weights]", k) for k in known}
+    cues_table = c.table(data["cues"], "[cues]", CUE_KINDS, CUE_KINDS)
+    kinds = tuple((k, c.strings(cues_table[k], "[cues]", k, regex=True)) for k in CUE_KINDS)
+    neg_keys = ("words", "threat", "threat_reach", "cue", "cue_reach")
+    negation = c.table(data["negation"], "[negation]", neg_keys, neg_keys)
+    words = frozenset(c.strings(negation["words"], "[negation]", "words"))
+    formulas = c.table(data["formulas"], "[formulas]", ("patterns",), ("patterns",))
+    return Cues(source, weights, kinds, words, _negator(c, negation, "threat"), _negator(c, negation, "cue"),
+                c.strings(formulas["patterns"], "[formulas]", "patterns", regex=True))
+
+
+_site: dict[str, str] = {}  # the run's [sentiment] files, set once by use_vocabulary
+
+
+def use_vocabulary(settings: SentimentSettings) -> Vocabulary:
+    """Load and validate the files ``settings`` name and make them this process's default
+    vocabulary (``pipeline.make_context`` calls it, through vocab.preload, before any call)."""
+    found = vocabulary(settings)
+    _site.update(escalation=settings.escalation_file, cues=settings.cues_file)
+    return found
+
+
+def vocabulary(settings: SentimentSettings | None = None) -> Vocabulary:
+    """The vocabulary of ``settings`` (None: the one chosen by :func:`use_vocabulary`, else the
+    shipped files)."""
+    if settings is None:
+        return _vocabulary(_site.get("escalation", ""), _site.get("cues", ""))
+    return _vocabulary(settings.escalation_file, settings.cues_file)
+
+
+@lru_cache(maxsize=8)
+def _vocabulary(escalation_file: str, cues_file: str) -> Vocabulary:
+    return Vocabulary(load_escalation(escalation_file), load_cues(cues_file))
+
+
+@lru_cache(maxsize=8)
+def _cue_regex(vocab: Vocabulary) -> re.Pattern[str]:
+    """One alternation over escalation kinds and sentiment cues, a named group per kind. The
+    escalation kinds come first: where a match could be two kinds, the first listed wins."""
+    kinds = (*vocab.escalation.kinds, *vocab.cues.kinds)
+    return re.compile("|".join(f"(?P<{kind}>{'|'.join(alts)})" for kind, alts in kinds))
+
+
+@lru_cache(maxsize=8)
+def _formula_regex(vocab: Vocabulary) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{alt})" for alt in vocab.cues.formulas))
+
+
+# Sentiment's text form is text.clause_text: folded, clause breaks kept. The model was trained
+# on it (scripts/train_sentiment.py imports this name).
+normalize = clause_text
+
+
+def cues(text: str, vocab: Vocabulary | None = None) -> list[tuple[str, bool, int, int]]:
     """Lexicon hits in normalised ``text``: (kind, negated, start, end), in text order.
 
     A negated hit's span starts at its negator, so that "不用投诉" can be cut out as a whole.
     """
+    vocab = vocab or vocabulary()
     out = []
-    for m in _cue_regex().finditer(text):
+    for m in _cue_regex(vocab).finditer(text):
         kind = m.lastgroup or ""
         clause_start = max((i + 1 for i in range(m.start() - 1, -1, -1) if text[i] in _BREAK), default=0)
-        negator = _NEGATED_BEFORE_WORD if kind in ("positive", "negative") else _NEGATED_BEFORE
+        negator = vocab.cues.cue_negator if kind in CUE_KINDS else vocab.cues.threat_negator
         neg = negator.search(text, clause_start, m.start())
         out.append((kind, neg is not None, neg.start() if neg else m.start(), m.end()))
     return out
 
 
-def text_features(text: str) -> list[str]:
+def text_features(text: str, vocab: Vocabulary | None = None) -> list[str]:
     """The model's features of already-normalised text (see the module docstring); may repeat."""
     from speechqa.text import tokenizer
 
+    negators = (vocab or vocabulary()).cues.negators
     out: list[str] = []
     flip = 0
     for word in tokenizer().cut(text, HMM=False):
@@ -347,7 +251,7 @@ def text_features(text: str) -> list[str]:
         if flip:
             out.append("n:" + word)
             flip -= 1
-        if word in NEGATORS:
+        if word in negators:
             flip = NEGATION_SPAN
     for chunk in _PUNCT.split(text):
         for n in CHAR_NGRAMS:
@@ -451,12 +355,15 @@ def _sigmoid(z: float) -> float:
 _NEUTRAL_Z = math.log(NEUTRAL / (1 - NEUTRAL))
 
 
-def score_texts(texts: Sequence[str], *, model: Model | None = None, use_cues: bool = True) -> list[float]:
+def score_texts(texts: Sequence[str], *, model: Model | None = None, use_cues: bool = True,
+                vocab: Vocabulary | None = None) -> list[float]:
     """Sentiment in [0, 1] of each text (0.5 and above is positive); 0.5 for nothing to score.
 
     ``use_cues=False`` gives the bare model (no lexicon, no formula band), for evaluation.
+    ``vocab`` defaults to :func:`vocabulary`.
     """
     model = model or load_model()
+    vocab = vocab or vocabulary()
     features: list[list[str]] = []
     plan: list[tuple[float, float, bool, bool] | None] = []  # (share of text scored, cue z, formula, neg cue)
     for raw in texts:
@@ -467,31 +374,31 @@ def score_texts(texts: Sequence[str], *, model: Model | None = None, use_cues: b
             plan.append(None)
             continue
         if not use_cues:
-            features.append(text_features(text))
+            features.append(text_features(text, vocab))
             plan.append((1.0, 0.0, False, False))
             continue
         if is_backchannel(text):  # a whole turn of 嗯 / 好的 is neutral, not an opinion
             features.append([])
             plan.append((0.0, 0.0, True, False))
             continue
-        rest = _formula_regex().sub("，", text)
+        rest = _formula_regex(vocab).sub("，", text)
         cue_z = 0.0
         seen: set[tuple[str, bool]] = set()
         negative = False
         reassured: list[tuple[int, int]] = []
-        for kind, negated, start, end in cues(rest):
+        for kind, negated, start, end in cues(rest, vocab):
             if negated and kind in ESCALATION_KINDS:
                 reassured.append((start, end))  # "不用投诉" is no threat and no complaint either
             if (kind, negated) in seen:
                 continue
             seen.add((kind, negated))
-            weight = _CUE_WEIGHT[kind] * (_NEGATED_SIGN.get(kind, 0.0) if negated else 1.0)
+            weight = vocab.cues.weights[kind] * (_NEGATED_SIGN.get(kind, 0.0) if negated else 1.0)
             cue_z += weight
             negative = negative or weight < 0
         for start, end in reversed(reassured):
             rest = rest[:start] + "，" + rest[end:]
         rest_chars = len(_PUNCT.sub("", rest))
-        features.append(text_features(rest) if rest_chars else [])
+        features.append(text_features(rest, vocab) if rest_chars else [])
         plan.append((rest_chars / n_chars, cue_z, rest_chars < n_chars, negative))
     z = model.logits(features)
     out: list[float] = []
@@ -508,14 +415,15 @@ def score_texts(texts: Sequence[str], *, model: Model | None = None, use_cues: b
     return out
 
 
-def score_turns(turns: Sequence[Turn], model: Model | None = None) -> tuple[Turn, ...]:
+def score_turns(turns: Sequence[Turn], model: Model | None = None,
+                vocab: Vocabulary | None = None) -> tuple[Turn, ...]:
     """Copies of ``turns`` with ``sentiment`` set, scored from ``match_text`` (else ``text``)."""
-    scores = score_texts([t.match_text or t.text for t in turns], model=model)
+    scores = score_texts([t.match_text or t.text for t in turns], model=model, vocab=vocab)
     return tuple(dataclasses.replace(t, sentiment=s) for t, s in zip(turns, scores, strict=True))
 
 
 def _content_chars(turn: Turn) -> int:
-    return len(_PUNCT.sub("", _MASK.sub("", turn.match_text or turn.text)))
+    return len(_PUNCT.sub("", clause_text(turn.match_text or turn.text)))
 
 
 def role_sentiment(turns: Sequence[Turn], edge_turns: int) -> RoleSentiment:
@@ -561,69 +469,67 @@ def call_sentiment(turns: Sequence[Turn], settings: SentimentSettings) -> CallSe
     return CallSentiment(customer=customer, agent=agent, trajectory=trajectory)
 
 
-# Escalation phrases that whisper-base writes as homophones (贡献部 for 工信部, 些后转往 for
-# 携号转网, 银刀 for 领导), matched by sound when the spelling missed them. Only phrases of
-# three or more syllables are safe alone (see speechqa/phonetic.py); the two-syllable names
-# of a boss count only in a request for one (叫你们X来接电话, 找你们X).
-SOUND_CUES: tuple[tuple[str, str], ...] = (
-    ("regulator", "工信部"), ("regulator", "消费者协会"), ("regulator", "金融监管局"),
-    ("regulator", "市场监管局"), ("regulator", "通信管理局"), ("regulator", "消协投诉"),
-    ("media", "发到网上"), ("media", "电视台"), ("media", "找媒体"), ("media", "曝光你们"),
-    ("lawyer", "打官司"), ("lawyer", "法律途径"), ("lawyer", "找律师"), ("lawyer", "起诉你们"),
-    ("complaint", "投诉你们"), ("complaint", "我要投诉"),
-    ("cancellation", "携号转网"), ("cancellation", "把卡销了"), ("cancellation", "注销账户"),
-)  # fmt: skip
+# Escalation phrases are also matched by sound (speechqa/phonetic.py), so that the canonical
+# phrases of the escalation file find what whisper-base writes as homophones (贡献部 for 工信部,
+# 些后转往 for 携号转网, 银刀 for 领导). Only phrases of three or more syllables are safe alone;
+# the two-syllable names of a boss count only in a request for one (叫你们X来接电话, 找你们X).
 SOUND_MAX_COST = 0.5  # one syllable sharing only its initial or final, or two fuzzy pairs
-_BOSS_NOUNS = ("领导", "主管", "经理", "负责人", "上级")
-_REQUEST = re.compile("找|叫|让|转|换|要|给我")
-_BOSS_BEFORE = ("你们", "你的", "您的", "贵司")
-_BOSS_AFTER = ("来接", "接电话", "出来", "过来", "来跟我", "来和我")
 _BOSS_REACH = 6  # characters after the request verb where the boss may be named
 _COMMON_WORD_FREQ = 50  # a sound-alike that is itself a common word (主观, 经历) is that word
 
 
-def _sound_cues(text: str) -> list[tuple[str, bool, int, int]]:
+@lru_cache(maxsize=8)
+def _request_regex(escalation: Escalation) -> re.Pattern[str] | None:
+    requests = sorted(escalation.boss_requests, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, requests))) if requests else None
+
+
+def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]]:
     """Escalation cues found by sound: (kind, negated, start, end), like :func:`cues`."""
     from speechqa.phonetic import find_sounds, pinyin
     from speechqa.text import word_frequency
 
+    esc = vocab.escalation
     sounds = pinyin(text)
-    hits = [(kind, m.start, m.end) for kind, phrase in SOUND_CUES
+    hits = [(kind, m.start, m.end) for kind, phrase in esc.sounds
             for m in find_sounds(text, phrase, SOUND_MAX_COST, sounds)[:1]]
-    for req in _REQUEST.finditer(text):
-        for noun in _BOSS_NOUNS:
+    request = _request_regex(esc)
+    for req in request.finditer(text) if request is not None else ():
+        for noun in esc.boss_nouns:
             for m in find_sounds(text, noun, SOUND_MAX_COST, sounds, req.end(), req.end() + _BOSS_REACH):
                 heard = text[m.start:m.end]
-                asked = text[:m.start].endswith(_BOSS_BEFORE) or text.startswith(_BOSS_AFTER, m.end)
+                asked = text[:m.start].endswith(esc.boss_before) or text.startswith(esc.boss_after, m.end)
                 if asked and (heard == noun or word_frequency(heard) <= _COMMON_WORD_FREQ):
                     hits.append(("supervisor", m.start, m.end))
     out = []
     for kind, start, end in hits:
         clause_start = max((i + 1 for i in range(start - 1, -1, -1) if text[i] in _BREAK), default=0)
-        out.append((kind, _NEGATED_BEFORE.search(text, clause_start, start) is not None, start, end))
+        out.append((kind, vocab.cues.threat_negator.search(text, clause_start, start) is not None, start, end))
     return out
 
 
-def escalation_kinds(text: str) -> tuple[str, ...]:
+def escalation_kinds(text: str, vocab: Vocabulary | None = None) -> tuple[str, ...]:
     """The escalation kinds threatened in ``text`` (negated mentions skipped), in lexicon order.
 
     Spelled cues first; phrases heard as homophones are matched by sound only for the kinds
     the spelling did not find.
     """
+    vocab = vocab or vocabulary()
     text = normalize(text)
-    found = {kind for kind, negated, _, _ in cues(text) if kind in ESCALATION_KINDS and not negated}
+    found = {kind for kind, negated, _, _ in cues(text, vocab) if kind in ESCALATION_KINDS and not negated}
     if len(found) < len(ESCALATION_KINDS) and any("\u4e00" <= ch <= "\u9fff" for ch in text):
-        found |= {kind for kind, negated, _, _ in _sound_cues(text) if not negated}
+        found |= {kind for kind, negated, _, _ in _sound_cues(text, vocab) if not negated}
     return tuple(kind for kind in ESCALATION_KINDS if kind in found)
 
 
-def escalations(turns: Sequence[Turn]) -> tuple[Event, ...]:
+def escalations(turns: Sequence[Turn], vocab: Vocabulary | None = None) -> tuple[Event, ...]:
     """One ``escalation`` event per (customer or unknown-role turn, kind); agents never threaten."""
+    vocab = vocab or vocabulary()
     events = []
     for turn in turns:
         if turn.role == "agent":
             continue
-        for kind in escalation_kinds(turn.match_text or turn.text):
+        for kind in escalation_kinds(turn.match_text or turn.text, vocab):
             events.append(
                 Event(
                     call_id=turn.call_id,

@@ -369,3 +369,37 @@ def is_backchannel(text: str) -> bool:
     """Whether ``text`` is only an acknowledgement (punctuation and case ignored)."""
     content = _NOT_CONTENT.sub("", text).lower()
     return bool(content) and _BACKCHANNEL.fullmatch(content) is not None
+
+
+# --- shared normalisation primitives ---
+# The other stages' text forms build on these, so that half-width folding, case and
+# punctuation mean the same everywhere: the match text above (rules), clause text
+# (sentiment), squashed text (the junk-phrase guard) and CER text (evaluation).
+
+#: Punctuation, symbols and whitespace as a regex character class: ASCII punctuation,
+#: CJK punctuation (U+3000-303F), full-width forms, and … — ·.
+PUNCT_CLASS = r"\s\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65!-/:-@\[-`{-~…—·"
+PUNCT_RUN = re.compile(f"[{PUNCT_CLASS}]+")
+CLAUSE_BREAKS = frozenset("，。！？；,.!?;")  # what ends a clause in clause text
+_DIGIT_GAP = re.compile(r"(?<=[0-9])\s+(?=[0-9])")  # ASR may say "1 2 3 1 5"
+_SPACE_RUN = re.compile(r"\s+")
+
+
+def fold(text: str) -> str:
+    """Half-width (the full-width table, then NFKC) and lower case: every normaliser's first step."""
+    text = text.translate(_HALF_WIDTH)
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return text.lower()
+
+
+def squash(text: str) -> str:
+    """Folded letters and digits only: no punctuation, spaces or symbols (CER, junk phrases)."""
+    return "".join(ch for ch in fold(text) if ch.isalnum())
+
+
+def clause_text(text: str) -> str:
+    """Folded text with its clause breaks kept: PII masks and spaces become ``，`` and digits
+    that ASR spaced out are joined (sentiment's form, which the sentiment model was trained on)."""
+    text = _MASK_SPLIT.sub("，", fold(text))
+    return _SPACE_RUN.sub("，", _DIGIT_GAP.sub("", text.strip()))

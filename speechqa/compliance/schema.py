@@ -149,6 +149,15 @@ Condition = Phrases | Regex | Before | EventCond | Context | Metric | All | Any_
 
 
 @dataclass(frozen=True)
+class ItemClips:
+    """What training clips an item's result makes (``[sections.items.clips]``)."""
+
+    pass_tag: str = ""  # a passed item is a good clip with this tag (items sharing it must all pass)
+    fail_tag: str = ""  # a failed item is a bad clip with this tag
+    apology: bool = False  # the item's phrases are apologies: de-escalation clips start from them
+
+
+@dataclass(frozen=True)
 class Item:
     id: str
     section: str
@@ -159,6 +168,7 @@ class Item:
     auto_fail: bool
     passes: Condition
     na: Condition | None = None
+    clips: ItemClips = ItemClips()
 
 
 @dataclass(frozen=True)
@@ -345,7 +355,7 @@ def parse_scorecard(data: dict[str, Any], source: str, sha256: str = "") -> Scor
             if iid in seen:
                 raise p.fail("id used twice")
             seen.add(iid)
-            known = ("id", "name", "description", "severity", "points", "auto_fail", "pass", "na")
+            known = ("id", "name", "description", "severity", "points", "auto_fail", "pass", "na", "clips")
             unknown = sorted(set(raw) - set(known))
             if unknown:
                 raise p.fail(f"unknown key {unknown[0]!r}; known: {', '.join(known)}")
@@ -366,8 +376,26 @@ def parse_scorecard(data: dict[str, Any], source: str, sha256: str = "") -> Scor
                 for metric in (c for c in walk(cond) if isinstance(c, Metric)):
                     if metric.name not in METRIC_NAMES:
                         raise p.fail(f"unknown metric {metric.name!r}; known: {', '.join(METRIC_NAMES)}")
+            clips = ItemClips()
+            if "clips" in raw:
+                table = raw["clips"]
+                if not isinstance(table, dict):
+                    raise p.fail("clips must be a table such as { pass = \"greeting\" }")
+                unknown = sorted(set(table) - {"pass", "fail", "apology"})
+                if unknown:
+                    raise p.fail(f"clips: unknown key {unknown[0]!r}; known: pass, fail, apology")
+                for key in ("pass", "fail"):
+                    tag = table.get(key, "")
+                    if not isinstance(tag, str) or (key in table and not re.fullmatch(r"[A-Za-z0-9_\-]+", tag)):
+                        raise p.fail(f"clips.{key} must be a tag of letters, digits, _ or -, got {tag!r}")
+                apology = table.get("apology", False)
+                if not isinstance(apology, bool):
+                    raise p.fail("clips.apology must be true or false")
+                if apology and not any(isinstance(c, Phrases) for c in walk(passes)):
+                    raise p.fail("clips.apology needs phrases in the pass condition (they find the apologies)")
+                clips = ItemClips(table.get("pass", ""), table.get("fail", ""), apology)
             items.append(Item(iid, sid, str(raw.get("name", iid)), str(raw.get("description", "")),
-                              severity, float(points), auto_fail, passes, na))
+                              severity, float(points), auto_fail, passes, na, clips))
     p.where = ""
     total = sum(i.points for i in items)
     if abs(total - 100) > 1e-6:
