@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/bench_sentiment.py
 	$(BIN)/python bench/bench_analytics.py
 	$(BIN)/python bench/bench_compliance.py
+	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_pii.py
 	$(BIN)/python bench/bench_asr.py
 

@@ -496,7 +496,11 @@ def qa_sample(db: Any, out: Path, night: str, settings: Settings, calls: Any, ru
     in_period = earlier[earlier.night >= first] if len(earlier) else earlier
     past = sampling.History(frozenset(earlier.call_id) if len(earlier) else frozenset(),
                             in_period.agent_id.value_counts().to_dict() if len(in_period) else {})
-    samples = sampling.sample_night(calls, night, cfg, past, rule_results, events)
+    # The sampler reads failed items and escalations only (for the evidence column): hand it
+    # just those rows, so its per-candidate lookups do not scan every rule result of the night.
+    failed = rule_results[rule_results.outcome == "fail"] if len(rule_results) else rule_results
+    threats = events[events.type == "escalation"] if len(events) else events
+    samples = sampling.sample_night(calls, night, cfg, past, failed, threats)
     seed = sampling.night_seed(night, cfg.seed)
     history.save_samples(db, night, seed, samples.to_dict("records"), batch=list(calls.call_id))
     outputs.write_table(samples, out, "qa_candidates")
