@@ -38,6 +38,7 @@ from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSet
 from speechqa.errors import ModelError
 from speechqa.files import write_text_atomic
 from speechqa.lexicon import Lexicon, apply_corrections, find_corrections
+from speechqa.text import loop_pattern, repair_slips
 
 # Bump when the cached JSON layout or what we ask Whisper for changes.
 CACHE_FORMAT = 2
@@ -297,11 +298,9 @@ def _mainland_zhang(text: str) -> str:
 
 # whisper-base (int8) sometimes writes a full-width 4 where it means a full-width comma
 # (您好４新称通信), and a broken byte sequence as U+FFFD. A lone ４ between words is a comma.
-_STRAY_FOUR = re.compile(r"(?<![０-９．])４(?![０-９．])")  # ASCII digits never mix with it
-
-
 def repair_tokens(text: str) -> str:
-    return _STRAY_FOUR.sub("，", text).replace("\ufffd", "")
+    """Whisper's byte-level slips repaired (speechqa/text.py ``repair_slips``), stray U+FFFD dropped."""
+    return repair_slips(text).replace("\ufffd", "")
 
 
 def convert_script(text: str, script: str) -> str:
@@ -320,21 +319,12 @@ def _squash(text: str) -> str:
     return squash(text)
 
 
-@lru_cache(maxsize=16)
-def _repeat_pattern(repeat_min: int) -> re.Pattern[str]:
-    """Decoding loops: a 1-2 character unit ``repeat_min`` times in a row, a 3-5 character
-    unit three times, or a phrase of 6-30 characters twice. People do say 对对对 or 喂喂,
-    but nobody says the same sentence twice without a breath."""
-    short = repeat_min - 1
-    return re.compile(rf"(.{{1,2}}?)\1{{{short},}}|(.{{3,5}}?)\2{{2,}}|(.{{6,30}})\3", re.DOTALL)
-
-
 def guard_flags(text: str, avg_logprob: float, no_speech_prob: float, compression_ratio: float,
                 guards: GuardSettings) -> tuple[str, ...]:
     """Why a turn looks like a hallucination; empty when it does not."""
     flags = []
     squashed = _squash(text)
-    if squashed and _repeat_pattern(guards.repeat_min).search(squashed):
+    if squashed and loop_pattern(guards.repeat_min).search(squashed):
         flags.append("repetition")
     if compression_ratio > guards.compression_ratio_max:
         flags.append("high_compression")
@@ -527,6 +517,9 @@ def _final_text(
     else:
         raw = [(w.word, w) for w in run.words]
     joined = "".join(p for p, _ in raw)
+    repaired = repair_slips(joined)  # on the whole run: a slip is told by its neighbours
+    if repaired != joined:
+        raw, joined = _recut(repaired, raw), repaired
     converted = convert_script(joined, script)
     if len(converted) == len(joined):
         pieces = _recut(converted, raw)

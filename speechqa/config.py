@@ -127,6 +127,7 @@ class TextSettings:
     user_words: tuple[str, ...] = ()  # extra jieba words: products, business terms, script phrases
     user_dict: str = ""  # a jieba user dictionary file ("word [freq] [tag]" per line)
     redact_pii: bool = True  # False only with --keep-pii; recorded in run.json
+    pii_cues_file: str = ""  # number requests and read-backs; empty: speechqa/data/pii_zh.toml
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from speechqa.config import LexiconSettings
 from speechqa.errors import ConfigError
+from speechqa.phonetic import FUZZY_PAIR_COST, fuzzy, syllable_cost
 from speechqa.phonetic import char_pinyin as _char_pinyin
-from speechqa.phonetic import fuzzy
 from speechqa.phonetic import is_han as _is_han
 from speechqa.text import token_bounds, word_frequency
 
@@ -89,15 +89,18 @@ def build_lexicon(terms: tuple[str, ...], max_fuzzy: int = 1, common_word_freq: 
 
 
 def _matches(span: str, term: Term, lexicon: Lexicon) -> bool:
+    """Whether ``span`` sounds like ``term`` by the shared pinyin model (speechqa/phonetic.py):
+    every syllable the same or a fuzzy pair (cost 0.25 at most), at most ``max_fuzzy`` of them
+    fuzzy."""
     n_fuzzy = 0
     for ch, want in zip(span, term.pinyin, strict=True):
         got = _char_pinyin(ch)
         if got is None:
             return False
-        if got != want:
-            if fuzzy(got) != fuzzy(want):
-                return False
-            n_fuzzy += 1
+        cost = syllable_cost(got, want)
+        if cost > FUZZY_PAIR_COST:
+            return False
+        n_fuzzy += cost > 0
     if n_fuzzy == 0:
         return True
     # A fuzzy sound match alone is weak evidence (星辰 heard as 新称 must not become 行程):

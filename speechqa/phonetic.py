@@ -5,8 +5,9 @@ out as 贡献部, 携号转网 as 些后转往, 领导 as 银刀. Comparing piny
 because whisper-base drops them freely) finds these.
 
 Each syllable pair has a cost: 0 when equal; 0.25 when they differ only by a pair that
-accents and ASR confuse (zh/z, ch/c, sh/s, n/l, -eng/-en, -ing/-in, -ang/-an); 0.5 when they
-still share the initial or the final; 1 otherwise. A phrase matches a span of the same
+accents and ASR confuse (zh/z, ch/c, sh/s, n/l, -eng/-en, -ing/-in, -ang/-an); 0.35 when
+only a nasal coda is lost or gained (huan / hua); 0.5 when they share the final; 0.6 when
+they share only the initial; 1 otherwise. A phrase matches a span of the same
 length when the summed cost is at most the caller's ``max_cost``. Callers choose it by
 how much a false hit would cost: two-syllable phrases collide with everyday words
 (媒体 / 没提, 主管 / 主观), so they need context or a cost of 0.
@@ -71,16 +72,31 @@ def phrase_pinyin(phrase: str) -> tuple[str | None, ...]:
     return pinyin(phrase)
 
 
+FUZZY_PAIR_COST = 0.25  # two syllables that differ only by a pair accents and ASR confuse
+NASAL_CODA_COST = 0.35  # the same initial and vowel, a nasal coda lost or gained (huan / hua)
+SAME_FINAL_COST = 0.5  # the same final, another initial (ying / ning)
+SAME_INITIAL_COST = 0.6  # only the initial in common (dui / deng)
+
+
 @lru_cache(maxsize=65536)
 def syllable_cost(a: str, b: str) -> float:
+    """How far apart two toneless syllables sound: 0, 0.25 (fuzzy pair), 0.5 (same initial
+    or final) or 1. The one sound model of speechqa: the lexicon repair, the scorecard's
+    sound-alikes and similar condition, the escalation cues and digits heard by sound all
+    use it."""
     if a == b:
         return 0.0
     fa, fb = fuzzy(a), fuzzy(b)
     if fa == fb:
-        return 0.25
+        return FUZZY_PAIR_COST
     (ia, ra), (ib, rb) = split_syllable(fa), split_syllable(fb)
-    if ia == ib or ra == rb:
-        return 0.5
+    if ra == rb:
+        return SAME_FINAL_COST
+    if ia == ib:
+        # the vowel kept and only the nasal coda lost or gained (欢 huan / 华 hua) is closer
+        # than a syllable that keeps nothing but its initial (对 dui / 登 deng)
+        nasal = ra.rstrip("gn") == rb.rstrip("gn") and ra.rstrip("gn") != ""
+        return NASAL_CODA_COST if nasal else SAME_INITIAL_COST
     return 1.0
 
 

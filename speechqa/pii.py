@@ -45,10 +45,16 @@ import bisect
 import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from speechqa.calls import Event, Turn, Word
-from speechqa.text import CN_DIGIT_VALUES
+from speechqa.errors import ConfigError
+from speechqa.phonetic import char_pinyin, find_sounds, fuzzy, is_han, phrase_pinyin, pinyin, syllable_cost
+from speechqa.text import _MEASURES, CN_DIGIT_VALUES
 
 MASKS: dict[str, str] = {
     "mobile": "[手机号]",
@@ -201,7 +207,7 @@ def _typed_at(chain: list[_Group], i: int) -> tuple[int, int, str] | None:
     return best
 
 
-def _chain_spans(text: str, chain: list[_Group]) -> list[PiiSpan]:
+def _chain_spans(text: str, chain: list[_Group], loose_min_digits: int = 11) -> list[PiiSpan]:
     spans: list[PiiSpan] = []
     loose: list[list[_Group]] = [[]]
     i = 0
@@ -222,59 +228,143 @@ def _chain_spans(text: str, chain: list[_Group]) -> list[PiiSpan]:
         if not run:
             continue
         n = sum(len(g.digits) for g in run)
-        if n >= 11:
-            spans.append(PiiSpan("number", run[0].start, run[-1].end, MASKS["number"]))
-        elif n >= 4 and _CODE_WORD.search(text, max(0, run[0].start - 8), run[0].start):
+        if 4 <= n <= 10 and _CODE_WORD.search(text, max(0, run[0].start - 8), run[0].start):
             spans.append(PiiSpan("code", run[0].start, run[-1].end, MASKS["code"]))
+        elif n >= loose_min_digits:
+            spans.append(PiiSpan("number", run[0].start, run[-1].end, MASKS["number"]))
     return spans
 
 
-# Characters whisper-base writes for a spoken digit it did not recognise as one (by sound).
-_HOMOPHONE_DIGITS: dict[str, str] = {
-    **dict.fromkeys("以已亿意衣依医易义移伊要腰妖邀", "1"),
-    **dict.fromkeys("而儿耳尔", "2"),
-    **dict.fromkeys("山伞散叁", "3"),
-    **dict.fromkeys("是事似思死寺", "4"),
-    **dict.fromkeys("我无吴午舞武屋", "5"),
-    **dict.fromkeys("留流刘柳溜陆", "6"),
-    **dict.fromkeys("期起其齐奇妻气骑", "7"),
-    **dict.fromkeys("把吧巴爸拔芭霸", "8"),
-    **dict.fromkeys("就久酒旧救", "9"),
-    **dict.fromkeys("令领玲灵铃凌", "0"),
-}
-_SOUNDS_LIKE_DIGITS = re.compile(
-    r"[0-9０-９{d}{h}](?:[\s,，、\-]?[0-9０-９{d}{h}])+".format(d=_CN_DIGITS, h="".join(_HOMOPHONE_DIGITS))
-)
+# -- digits by sound ------------------------------------------------------------------------
+#
+# Whisper writes a spoken digit it did not recognise as one as a character that sounds like
+# it (以三把 for 138, 是 for 四, 亿 for 一). Which characters those are is not a list: it is
+# the shared pinyin model (speechqa/phonetic.py), the one the lexicon and the scorecard use.
+# A Han character whose syllable is a digit's, or a fuzzy pair of it (是 shi ~ si, 山 shan ~
+# san), is a *sound digit* with that digit's value. One other character between real digits
+# (一周九, 七第二) is a digit misheard beyond that and is bridged.
+
+_DIGIT_SYLLABLES: dict[str, str] = {
+    "ling": "0", "dong": "0", "yi": "1", "yao": "1", "er": "2", "liang": "2", "san": "3",
+    "si": "4", "wu": "5", "liu": "6", "qi": "7", "ba": "8", "jiu": "9",
+}  # fmt: skip
+_PLACE_VALUE = frozenset("十百千万点")  # a number with these is an amount, not a digit string
+_RUN_SEPARATOR = re.compile(r"[\s\-－—–‐‑_,，、.。·/;；:：]|嗯|呃|额|啊")
+_COUNTED = re.compile(f"(?:{_MEASURES})")  # after a digit: a count or a date (三天, 2024年)
+_SOUND_DIGIT_MAX_COST = 0.25
+
+
+@lru_cache(maxsize=8192)
+def sound_digit(ch: str) -> str | None:
+    """The digit ``ch`` stands for: '3' for 3, ３, 三 and 山; None for anything else."""
+    value = _DIGIT_VALUE.get(ch)
+    if value is not None:
+        return None if value == "X" else value
+    if ch in _PLACE_VALUE or not is_han(ch):
+        return None
+    syllable = char_pinyin(ch)
+    if syllable is None:
+        return None
+    cost, digit = min((syllable_cost(syllable, d), v) for d, v in _DIGIT_SYLLABLES.items())
+    return digit if cost <= _SOUND_DIGIT_MAX_COST else None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A stretch of digits and sound digits, with separators and bridged characters between."""
+
+    chars: tuple[tuple[int, str], ...]  # (offset, character) of its digits and sound digits
+
+
+def _digit_runs(text: str, taken: list[tuple[int, int]]) -> list[_Run]:
+    """Runs of digits and sound digits outside ``taken``. Separators (spaces, commas, fillers)
+    may lie between them, and so may one other Han character when real digits stand on both
+    sides of it. A digit followed by a measure word or a date unit ends its run (三天, 2024年);
+    a Chinese digit so followed never starts one (四位, 两个)."""
+    runs: list[_Run] = []
+    cur: list[tuple[int, str]] = []
+    i, n = 0, len(text)
+
+    def close() -> None:
+        if cur:
+            runs.append(_Run(tuple(cur)))
+            cur.clear()
+
+    while i < n:
+        if any(s <= i < e for s, e in taken):
+            close()
+            i += 1
+            continue
+        ch = text[i]
+        if cur and cur[-1][1] in _DIGIT_VALUE and _COUNTED.match(text, i):
+            close()
+            i += 1
+            continue
+        if not cur and ch in CN_DIGIT_VALUES and _COUNTED.match(text, i + 1):
+            i += 1
+            continue
+        if sound_digit(ch) is not None:
+            cur.append((i, ch))
+            i += 1
+            continue
+        if cur:
+            m = _RUN_SEPARATOR.match(text, i)
+            if m:
+                j = m.end()
+                while j < n and j - i < 4 and (m2 := _RUN_SEPARATOR.match(text, j)):
+                    j = m2.end()
+                if j < n and j - i <= 4 and sound_digit(text[j]) is not None:
+                    i = j
+                    continue
+            elif (is_han(ch) and ch not in _PLACE_VALUE and cur[-1][1] in _DIGIT_VALUE
+                  and i + 1 < n and text[i + 1] in _DIGIT_VALUE):
+                i += 1  # one misheard digit between real ones
+                continue
+        close()
+        i += 1
+    close()
+    return runs
+
+
+def _reading(chars: Sequence[tuple[int, str]]) -> str:
+    """The digits a run reads as: each character's value; a digit-like one with none reads as 'x'."""
+    out = []
+    for _, c in chars:
+        value = sound_digit(c)
+        out.append(value or "x")
+    return "".join(out)
+
+
 _SPOKEN_MIN_DIGITS = 7
 _SPOKEN_MIN_REAL = 0.6
+_ARABIC = frozenset("0123456789０１２３４５６７８９")
 
 
-def _spoken_numbers(text: str, taken: list[tuple[int, int]]) -> list[PiiSpan]:
-    """Numbers read out digit by digit that ASR wrote partly as homophones of digits, or
+def _spoken_numbers(text: str, taken: list[tuple[int, int]], *, context: bool = False) -> list[PiiSpan]:
+    """Numbers read out digit by digit that ASR wrote partly as sound-alikes of digits, or
     wholly in Chinese digits but too short for a type (a fragment of a phone or ID number).
 
-    Homophones at either end may be ordinary words (是, 我, 就 …): a variant without them is
-    tried too, and the span that reads as a typed number wins; otherwise the run without
-    them must still hold seven digit-like characters, most of them real digits.
+    Density: a run of at least seven digit-like characters, most of them (60%) real digits,
+    is a number. Sound-alikes at either end may be ordinary words (是, 我, 就 …): variants
+    without them are tried too, and the one that reads as a typed number wins. In a number
+    context (the customer answering a request for a number, an agent reading one back),
+    any run holding three or more real digits is masked.
     """
     spans = []
-    for m in _SOUNDS_LIKE_DIGITS.finditer(text):
-        if any(s < m.end() and m.start() < e for s, e in taken):
-            continue
-        chars = [(m.start() + i, c) for i, c in enumerate(m.group())
-                 if c in _DIGIT_VALUE or c in _HOMOPHONE_DIGITS]
+    for run in _digit_runs(text, taken):
+        chars = list(run.chars)
         variants = []
         for lo in range(4):
             for hi in range(4):
                 part = chars[lo: len(chars) - hi]
                 trimmed = chars[:lo] + chars[len(chars) - hi:]
-                if len(part) >= _SPOKEN_MIN_DIGITS and all(c in _HOMOPHONE_DIGITS for _, c in trimmed):
+                if part and all(c not in _DIGIT_VALUE for _, c in trimmed):
                     variants.append(part)
         best = None
         for part in variants:
-            digits = "".join(_DIGIT_VALUE.get(c) or _HOMOPHONE_DIGITS[c] for _, c in part)
-            kind = classify(digits)
-            if kind in _STRONG:
+            digits = _reading(part)
+            kind = classify(digits) if "x" not in digits else None
+            if kind in _STRONG and len(part) >= _SPOKEN_MIN_DIGITS:
                 best = (part, kind)
                 break
         if best is None:
@@ -283,8 +373,9 @@ def _spoken_numbers(text: str, taken: list[tuple[int, int]]) -> list[PiiSpan]:
                 continue
             core = max(cores, key=len)
             real = sum(1 for _, c in core if c in _DIGIT_VALUE)
-            spoken = any(c in _HOMOPHONE_DIGITS or c in CN_DIGIT_VALUES for _, c in core)
-            if not spoken or real < _SPOKEN_MIN_REAL * len(core):
+            read_out = any(c not in _ARABIC for _, c in core)  # all-Arabic runs are the chains' job
+            dense = len(core) >= _SPOKEN_MIN_DIGITS and real >= _SPOKEN_MIN_REAL * len(core) and read_out
+            if not (dense or (context and real >= 3)):
                 continue
             best = (core, "number")
         part, kind = best
@@ -292,36 +383,178 @@ def _spoken_numbers(text: str, taken: list[tuple[int, int]]) -> list[PiiSpan]:
     return spans
 
 
-def find_pii(text: str) -> list[PiiSpan]:
-    """The PII in ``text``, as non-overlapping spans sorted by position."""
+def find_pii(text: str, *, context: int | None = None, loose_min_digits: int = 11) -> list[PiiSpan]:
+    """The PII in ``text``, as non-overlapping spans sorted by position.
+
+    ``context``: the text is a number context from this character offset on (see
+    :func:`number_contexts`): there every number-like span with three or more real digits
+    is masked. ``loose_min_digits``: a digit
+    string that fits no type is masked from this many digits on (11; 6 in a customer's turn,
+    where six digits in a row are a fragment of the customer's own number).
+    """
     spans = [PiiSpan("email", m.start(), m.end(), MASKS["email"]) for m in _EMAIL.finditer(text)]
     taken = [(s.start, s.end) for s in spans]
     for chain in _chains(text, taken):
-        spans.extend(_chain_spans(text, chain))
+        spans.extend(_chain_spans(text, chain, loose_min_digits))
     spans.extend(_spoken_numbers(text, [(s.start, s.end) for s in spans]))
+    if context is not None:
+        loose = _spoken_numbers(text, [(s.start, s.end) for s in spans], context=True)
+        spans.extend(s for s in loose if s.start >= context and not _kept(text, s))
     return _with_fragments(text, sorted(spans, key=lambda s: s.start))
 
 
-# A run of four or more read-out digits (Chinese digits or homophones) ending at most one
-# character before a masked number is the start of the same number, broken up by ASR
-# (是一零一零五,一周[九零零三…]): it is masked with it.
-_FRAGMENT_BEFORE = re.compile(
-    r"[0-9０-９{d}{h}](?:[\s,，、\-]?[0-9０-９{d}{h}]){{3,}}[\s,，、\-]?.?$".format(
-        d=_CN_DIGITS, h="".join(_HOMOPHONE_DIGITS))
-)
+def _kept(text: str, span: PiiSpan) -> bool:
+    """Whether a number is a staff number that stays readable (工号8012, 8012号客服)."""
+    cues = number_cues()
+    before = text[max(0, span.start - 6): span.start].rstrip(" ，,:：是为")
+    return before.endswith(cues.keep_after) or text.startswith(cues.keep_before, span.end)
 
 
 def _with_fragments(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
+    """A run of four or more read-out digits (Chinese digits or sound digits) ending at most
+    one character before a masked number is the start of the same number, broken up by ASR
+    (是一零一零五,一周[九零零三…]): it is masked with it. Digits written in Arabic just
+    before a number (工号8012) stay."""
     out: list[PiiSpan] = []
     for span in spans:
         if span.kind != "email":
             floor = out[-1].end if out else 0
-            m = _FRAGMENT_BEFORE.search(text, floor, span.start)
-            # read-out digits only: 工号8012 written in digits just before a number stays
-            if m is not None and any(c in CN_DIGIT_VALUES or c in _HOMOPHONE_DIGITS for c in m.group()):
-                span = PiiSpan(span.kind, m.start(), span.end, span.mask)
+            j = _skip_separators(text, span.start, floor)
+            if j > floor and sound_digit(text[j - 1]) is None:
+                j = _skip_separators(text, j - 1, floor)  # one character between (一周[九…)
+            k, count = j, 0
+            while k > floor:
+                if sound_digit(text[k - 1]) is not None:
+                    k -= 1
+                    count += 1
+                elif _RUN_SEPARATOR.fullmatch(text[k - 1]) and k - 1 > floor and sound_digit(text[k - 2]):
+                    k -= 1
+                else:
+                    break
+            fragment = text[k:j]
+            if count >= 4 and any(c not in _DIGIT_VALUE or c in CN_DIGIT_VALUES for c in fragment
+                                  if sound_digit(c) is not None):
+                span = PiiSpan(span.kind, k, span.end, span.mask)
         out.append(span)
     return out
+
+
+def _skip_separators(text: str, j: int, floor: int) -> int:
+    while j > floor and _RUN_SEPARATOR.fullmatch(text[j - 1]):
+        j -= 1
+    return j
+
+
+# -- number contexts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NumberCues:
+    """The vocabulary of number requests and read-backs (speechqa/data/pii_zh.toml)."""
+
+    numbers: tuple[str, ...]
+    readbacks: tuple[str, ...]
+    questions: tuple[str, ...]
+    keep_after: tuple[str, ...]
+    keep_before: tuple[str, ...]
+    window_s: float
+    source: str = ""
+
+
+def parse_number_cues(data: dict[str, Any], source: str) -> NumberCues:
+    """Validate a number-cue table; raises ConfigError naming the file and the key."""
+    lists = ("numbers", "readbacks", "questions", "keep_after", "keep_before")
+    unknown = sorted(set(data) - {*lists, "window_s"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r}; known: {', '.join((*lists, 'window_s'))}")
+    values: dict[str, Any] = {}
+    for key in lists:
+        raw = data.get(key)
+        if not isinstance(raw, list) or not raw or not all(isinstance(x, str) and x.strip() for x in raw):
+            raise ConfigError(f"{source}: {key} must be a non-empty list of phrases")
+        values[key] = tuple(x.strip() for x in raw)
+    window = data.get("window_s", 90.0)
+    if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
+        raise ConfigError(f"{source}: window_s must be a number > 0, got {window!r}")
+    return NumberCues(**values, window_s=float(window), source=source)
+
+
+@lru_cache(maxsize=8)
+def number_cues(path: str = "") -> NumberCues:
+    """The number cues at ``path``, or the shipped ones (loaded once per process)."""
+    import tomllib
+    from importlib import resources
+
+    if path:
+        source = path
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{path}: number cue file cannot be read ({exc.strerror or exc})") from None
+    else:
+        source = "speechqa/data/pii_zh.toml"
+        raw = (resources.files("speechqa") / "data" / "pii_zh.toml").read_bytes()
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    return parse_number_cues(data, source)
+
+
+def _number_at(text: str, cues: NumberCues) -> int | None:
+    """Where ``text`` first names a kind of number, spelled or by sound (收集号 for 手机号),
+    or None. The sound search runs only for nouns most of whose fuzzy syllables the text has."""
+    found = [i for i in (text.find(noun) for noun in cues.numbers) if i >= 0]
+    if found:
+        return min(found)
+    sounds = pinyin(text)
+    heard = {fuzzy(s) for s in sounds if s}
+    for noun in cues.numbers:
+        if len(noun) < 3:
+            continue
+        want = [fuzzy(s) for s in phrase_pinyin(noun) if s]
+        if sum(w in heard for w in want) < len(noun) - 1:
+            continue
+        matches = find_sounds(text, noun, 0.5, sounds, min_same=len(noun) - 1, max_step=0.5)
+        if matches:
+            found.append(matches[0].start)
+    return min(found) if found else None
+
+
+def _is_question(text: str, cues: NumberCues) -> bool:
+    return any(q in text for q in cues.questions)
+
+
+def number_contexts(turns: Sequence[Turn], cues: NumberCues) -> dict[int, int]:
+    """The turns that are number contexts: turn index -> the character offset from which
+    number-like spans are masked.
+
+    A turn that names a kind of number (手机号, 身份证, 卡号, 验证码 …) is one from that
+    name on, so a staff number said before it (我是8012号客服，请问您的卡号是…) stays. An
+    agent's read-back (我重复一遍, 跟您核对一下 …) is one as a whole. So is every turn after an
+    agent's (on a mono call: anyone's) turn that names a number, up to the agent's next
+    question that names none, and at most ``window_s`` later: the customer's answer, however
+    many turns ASR cut it into.
+    """
+    found: dict[int, int] = {}
+    mono = not any(t.role in ("agent", "customer") for t in turns)
+    open_until: float | None = None
+    for i, t in enumerate(turns):
+        text = t.text
+        at = _number_at(text, cues)
+        asks = t.role == "agent" or mono
+        if open_until is not None:
+            if t.start > open_until or (asks and at is None and _is_question(text, cues)):
+                open_until = None
+            else:
+                found[i] = 0
+        if at is not None:
+            found[i] = min(found.get(i, at), at)
+        if t.role != "customer" and any(r in text for r in cues.readbacks):
+            found[i] = 0
+        if at is not None and asks:
+            open_until = t.end + cues.window_s
+    return found
 
 
 def _apply(text: str, spans: list[PiiSpan]) -> str:
@@ -334,9 +567,10 @@ def _apply(text: str, spans: list[PiiSpan]) -> str:
     return "".join(out)
 
 
-def redact_text(text: str) -> tuple[str, list[PiiSpan]]:
+def redact_text(text: str, *, context: int | None = None,
+                loose_min_digits: int = 11) -> tuple[str, list[PiiSpan]]:
     """``text`` with its PII replaced by typed masks, and the spans that were masked."""
-    spans = find_pii(text)
+    spans = find_pii(text, context=context, loose_min_digits=loose_min_digits)
     return (_apply(text, spans) if spans else text), spans
 
 
@@ -378,10 +612,16 @@ def _span_times(turn: Turn, bounds: list[int], cstart: int, cend: int) -> tuple[
     return min(w.start for w in hits), max(w.end for w in hits)
 
 
-def redact_turn(turn: Turn) -> tuple[Turn, tuple[Event, ...]]:
+def redact_turn(turn: Turn, *, context: int | None = None) -> tuple[Turn, tuple[Event, ...]]:
     """A copy of ``turn`` with PII masked in its text, words and corrections, and one
-    ``redaction`` event per masked span, timed by the words it covers."""
-    text, spans = redact_text(turn.text)
+    ``redaction`` event per masked span, timed by the words it covers.
+
+    ``context``: the turn is a number context from this offset of its text on
+    (:func:`number_contexts`). A customer's (or a mono call's) digit string is masked from
+    six digits on, an agent's from eleven.
+    """
+    loose = 11 if turn.role == "agent" else 6
+    text, spans = redact_text(turn.text, context=context, loose_min_digits=loose)
     corrections = tuple(scrub(c) for c in turn.corrections)
     joined = "".join(w.word for w in turn.words)
     lead = len(joined) - len(joined.lstrip())
@@ -391,7 +631,8 @@ def redact_turn(turn: Turn) -> tuple[Turn, tuple[Event, ...]]:
     else:
         # Script conversion or a lexicon repair made the words differ from the text: find
         # the PII in the words themselves, so that none of it survives there either.
-        word_spans = [(s.start, s.end, s.mask) for s in find_pii(joined)]
+        shift = None if context is None else (0 if context == 0 else context + lead)
+        word_spans = [(s.start, s.end, s.mask) for s in find_pii(joined, context=shift, loose_min_digits=loose)]
     words = _redact_words(turn.words, word_spans) if word_spans else turn.words
     if not spans and words is turn.words and corrections == turn.corrections:
         return turn, ()

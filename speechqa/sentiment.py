@@ -473,7 +473,7 @@ def call_sentiment(turns: Sequence[Turn], settings: SentimentSettings) -> CallSe
 # phrases of the escalation file find what whisper-base writes as homophones (贡献部 for 工信部,
 # 些后转往 for 携号转网, 银刀 for 领导). Only phrases of three or more syllables are safe alone;
 # the two-syllable names of a boss count only in a request for one (叫你们X来接电话, 找你们X).
-SOUND_MAX_COST = 0.5  # one syllable sharing only its initial or final, or two fuzzy pairs
+SOUND_MAX_COST = 0.6  # one syllable sharing only its initial or final, or two fuzzy pairs
 _BOSS_REACH = 6  # characters after the request verb where the boss may be named
 _COMMON_WORD_FREQ = 50  # a sound-alike that is itself a common word (主观, 经历) is that word
 

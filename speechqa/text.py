@@ -256,6 +256,91 @@ def normalize(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Repairs of what Whisper wrote
+
+# whisper-base writes text as byte-level BPE tokens. A full-width comma is EF BC 8C in UTF-8;
+# when the decoder gets its last byte wrong, another character of the same block comes out
+# (Ｇ EF BC A7, ４ EF BC 94, １ EF BC 91) or one of the small-form block (﹔ EF B9 94). Such a
+# character standing alone between Han characters is not a word of the text, it is the comma.
+_SLIP_RANGE = "\uff01-\uff5e\ufe50-\ufe6b"
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_SLIP = re.compile(f"(?<=[{_HAN}0-9])[{_SLIP_RANGE}](?=[{_HAN}]|[\\s\u3000-\u303f\uff0c\uff01\uff1f]|$)")
+# The full-width forms that are punctuation already, and stay what they are.
+_FULL_PUNCT = frozenset("，！？：；（）、．＂＇")
+# A lone digit before one of these is a count (第１次, １个), not a slip.
+_DIGIT_NEXT = re.compile(f"(?:{_MEASURES}|[:：.．%％])")
+
+
+def _slip_fits_as_token(text: str, i: int, half: str) -> bool:
+    """Whether the full-width character at ``text[i]`` (``half`` once folded) is a real token
+    with its neighbours: a letter in a dictionary word (X光, B超, A股, T恤) or a digit that
+    counts something (第１次, ４个)."""
+    if half.isdigit():
+        return text[i - 1 : i] == "第" or _DIGIT_NEXT.match(text, i + 1) is not None
+    if not half.isalpha():
+        return False
+    freq = tokenizer().FREQ
+    for variant in {half.upper(), half.lower()}:
+        for lo in (1, 2):
+            for hi in (1, 2):
+                if freq.get(text[max(i - lo, 0) : i] + variant) or freq.get(variant + text[i + 1 : i + 1 + hi]):
+                    return True
+    return False
+
+
+def repair_slips(text: str) -> str:
+    """``text`` with whisper's byte-level punctuation slips made the comma they stand for.
+
+    One rule, not one character at a time: a full-width ASCII-range or small-form character
+    that stands alone after a Han character (or an ASCII digit: Whisper never mixes the two
+    widths in one number), before another Han character, a punctuation
+    mark or the end of the text, and that no real token fits (see
+    :func:`_slip_fits_as_token`), becomes ``，`` (``。`` at the very end). A letter or digit
+    that is a token is folded to half width instead. The length never changes, so word
+    timestamps stay aligned.
+
+    >>> repair_slips("你们怎么回事Ｇ我这个月的账单多扣了两百多块钱Ｇ")
+    '你们怎么回事，我这个月的账单多扣了两百多块钱。'
+    """
+    if not _SLIP.search(text):
+        return text
+    chars = list(text)
+    for m in _SLIP.finditer(text):
+        i, ch = m.start(), m.group()
+        if ch in _FULL_PUNCT:
+            continue
+        half = unicodedata.normalize("NFKC", ch)
+        if len(half) == 1 and _slip_fits_as_token(text, i, half):
+            chars[i] = half
+        else:
+            chars[i] = "。" if i == len(text) - 1 else "，"
+    return "".join(chars)
+
+
+@lru_cache(maxsize=16)
+def loop_pattern(repeat_min: int = 5) -> re.Pattern[str]:
+    """Decoding loops: a 1-2 character unit ``repeat_min`` times in a row, a 3-5 character
+    unit three times, or a phrase of 6-30 characters twice. People do say 对对对 or 喂喂,
+    but nobody says the same sentence twice without a breath. Matches text with punctuation
+    removed (the guard) as well as match text, whose clause breaks are single spaces."""
+    short = repeat_min - 1
+    return re.compile(
+        rf"(\S{{1,2}}?)(?: ?\1){{{short},}}|(\S[^ ]{{2,4}}?)(?: ?\2){{2,}}|(\S.{{5,29}}?)(?: ?\3)+",
+        re.DOTALL,
+    )
+
+
+def collapse_loops(text: str, repeat_min: int = 5) -> str:
+    """``text`` (match text) with every decoding loop cut to one occurrence of its unit.
+
+    >>> collapse_loops("就是我本人 就是我本人 就是我本人 就是我本人")
+    '就是我本人'
+    """
+    pattern = loop_pattern(repeat_min)
+    return pattern.sub(lambda m: next(g for g in m.groups() if g is not None), text)
+
+
+# ---------------------------------------------------------------------------------------------
 # Segmentation
 
 # A user word gets at least this frequency, about that of an everyday word in jieba's
@@ -343,17 +428,27 @@ def tokens(text: str, tokenizer: Any = None) -> tuple[str, ...]:
 
 def process_turns(turns: Sequence[Turn], settings: TextSettings) -> tuple[tuple[Turn, ...], tuple[Event, ...]]:
     """The text stage for one call: PII masked (when ``settings.redact_pii``), then the match
-    text and tokens filled in. Returns new turns and the redaction events; changes nothing."""
-    from speechqa.pii import redact_turn
+    text and tokens filled in. Returns new turns and the redaction events; changes nothing.
+
+    PII is masked with the whole call in view: the customer's answer to a request for a
+    number, and an agent's read-back, are number contexts (speechqa/pii.py). A turn flagged
+    ``repetition`` keeps its raw text; its match text, which sentiment and the rules read,
+    holds each decoding loop once.
+    """
+    from speechqa.pii import number_contexts, number_cues, redact_turn
 
     tok = tokenizer(settings.user_words, settings.user_dict)
+    contexts = number_contexts(turns, number_cues(settings.pii_cues_file)) if settings.redact_pii else {}
     out: list[Turn] = []
     events: list[Event] = []
-    for turn in turns:
+    for i, turn in enumerate(turns):
         if settings.redact_pii:
-            turn, found = redact_turn(turn)
+            turn, found = redact_turn(turn, context=contexts.get(i))
             events.extend(found)
-        out.append(dataclasses.replace(turn, match_text=normalize(turn.text), tokens=tokens(turn.text, tok)))
+        match_text = normalize(turn.text)
+        if "repetition" in turn.flags:
+            match_text = collapse_loops(match_text)
+        out.append(dataclasses.replace(turn, match_text=match_text, tokens=tokens(turn.text, tok)))
     return tuple(out), tuple(events)
 
 

@@ -1,6 +1,16 @@
 from __future__ import annotations
 
 import os
+
+# Whisper's words depend on the CPU: CTranslate2 and the GEMM libraries under it (Intel MKL,
+# oneDNN) pick int8 kernels by instruction set, and an AVX2 machine without AVX-512 writes
+# other words than an AVX-512 one. The suite pins all three to AVX2, before anything loads
+# CTranslate2, so that every x86 machine with AVX2 transcribes the test calls alike. Set
+# before the first import, and inherited by the CLI subprocesses the tests start. An
+# explicit setting in the environment wins.
+ASR_PIN = {"CT2_FORCE_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+for _name, _value in ASR_PIN.items():
+    os.environ.setdefault(_name, _value)
 import shutil
 import tempfile
 from pathlib import Path

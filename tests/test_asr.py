@@ -143,8 +143,19 @@ def test_lexicon_repairs_text_and_words_together():
     assert "".join(w.word for w in turn.words) == turn.text
 
 
-def test_stray_full_width_four_is_a_comma_and_broken_bytes_go():
-    assert asr.convert_script("您好４新称通信、工号801４", "simplified") == "您好，新称通信、工号801，"
+def test_byte_level_slips_become_the_comma_they_stand_for_and_broken_bytes_go():
+    # real whisper-base int8 outputs of the committed calls (make run, recordings/)
+    assert asr.convert_script("您好４新称通信、工号801４", "simplified") == "您好，新称通信、工号801。"
+    assert (asr.convert_script("你们怎么回事Ｇ我这个月的账单多扣了两百多块钱Ｇ", "simplified")
+            == "你们怎么回事，我这个月的账单多扣了两百多块钱。")
+    assert asr.convert_script("您好１这里是安定保险客户服务", "simplified") == "您好，这里是安定保险客户服务"
+    assert (asr.convert_script("何对无物Ｇ线年Ｇ请您稍等Ｇ我帮您查询", "simplified")
+            == "何对无物，线年，请您稍等，我帮您查询")
+    assert asr.convert_script("好的﹔谢谢", "simplified") == "好的，谢谢"
+    # a token that fits stays a token, folded to half width
+    assert asr.convert_script("要拍Ｘ光吗", "simplified") == "要拍X光吗"
+    assert asr.convert_script("第１次打电话", "simplified") == "第1次打电话"
+    assert asr.convert_script("办了４Ｇ套餐", "simplified") == "办了４Ｇ套餐"  # not alone: no slip
     assert asr.convert_script("价格是４５元", "simplified") == "价格是４５元"  # a real number stays
     assert asr.convert_script("感谢您的来电\ufffd再见", "simplified") == "感谢您的来电再见"
 

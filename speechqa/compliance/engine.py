@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 import operator
 import re
 from collections.abc import Sequence
@@ -37,9 +36,10 @@ from speechqa.compliance.schema import (
     Regex,
     Scope,
     Scorecard,
+    Similar,
     walk,
 )
-from speechqa.phonetic import SoundMatch
+from speechqa.phonetic import SAME_INITIAL_COST, SoundMatch
 from speechqa.text import normalize
 
 
@@ -163,7 +163,7 @@ class CallView:
         want = phrase_pinyin(phrase)
         if all(want):
             index = self.syllable_index()
-            min_same = math.ceil(2 * len(phrase) / 3)  # most syllables must really sound the same
+            min_same = min_same_syllables(len(phrase))
             votes: dict[tuple[int, int], int] = {}
             for k, w in enumerate(want):
                 for i, p in index.get(fuzzy(w), ()):  # type: ignore[arg-type]
@@ -175,7 +175,7 @@ class CallView:
                     starts.setdefault(i, []).append(p)
             for i, positions in starts.items():
                 matches = find_sounds(self.texts[i], phrase, (1 - threshold) * len(phrase), self.sounds(i),
-                                      min_same=min_same, max_step=0.5, starts=sorted(positions))
+                                      min_same=min_same, max_step=SAME_INITIAL_COST, starts=sorted(positions))
                 if matches:
                     found[i] = matches[0]
         self._matches[key] = found
@@ -222,6 +222,14 @@ class CallView:
         return round(w.start + min(max(inside, 0.0), 1.0) * (w.end - w.start), 3)
 
 
+def min_same_syllables(n: int) -> int:
+    """How many of a phrase's ``n`` syllables must be the same or a fuzzy pair for a
+    sound-alike: all of a two-syllable phrase, two of three, and from four syllables on all
+    but two, so that a whole two-syllable word misheard (欢迎致电 as 华宁致电, each syllable
+    sharing its initial or final) still matches while the rest of the phrase is heard right."""
+    return n if n <= 2 else (2 if n == 3 else n - 2)
+
+
 # -- conditions ----------------------------------------------------------------------------
 
 
@@ -254,19 +262,69 @@ def _phrases(cond: Phrases, view: CallView) -> Outcome:
                      for g, hs in zip(cond.groups, per_group, strict=True)]
     hits = tuple(sorted((h for hs in per_group for h in hs), key=lambda h: h.start))
     where = cond.scope.describe()
-    names = " / ".join(g[0] for g in cond.groups[:4]) + (" …" if len(cond.groups) > 4 else "")
+    labels = cond.labels or tuple(g[0] for g in cond.groups)
+    names = " / ".join(labels[:4]) + (" …" if len(labels) > 4 else "")
     if cond.match == "none":
         if hits:
             return Outcome(False, hits, f"said {hits[0].text!r} {where}".strip())
         return Outcome(True, (), "")
     if cond.match == "all":
-        missing = [g[0] for g, hs in zip(cond.groups, per_group, strict=True) if not hs]
+        missing = [label for label, hs in zip(labels, per_group, strict=True) if not hs]
         if missing:
             return Outcome(False, hits, f"missing {' / '.join(missing)} {where}".strip())
     if len(hits) < cond.min_hits:
         return Outcome(False, hits, f"no {names} {where}".strip() if not hits
                        else f"{len(hits)} of {cond.min_hits} hits of {names} {where}".strip())
     return Outcome(True, hits)
+
+
+def _sound_units(text: str) -> list[str]:
+    """Initials and finals of the fuzzy syllables (a misheard syllable often keeps one of
+    them: 欢 huan / 华 hua); characters without pinyin stand for themselves."""
+    from speechqa.phonetic import fuzzy, pinyin, split_syllable
+
+    out: list[str] = []
+    for ch, syllable in zip(text, pinyin(text), strict=True):
+        if syllable is None:
+            out.append(ch)
+        else:
+            initial, final = split_syllable(fuzzy(syllable))
+            out.extend((initial + "-", final))
+    return out
+
+
+def similarity(example: str, text: str) -> float:
+    """How closely some stretch of ``text`` says ``example`` (both compact match texts), 0-1.
+
+    The best local alignment of the example inside the text (rapidfuzz's partial ratio, an
+    edit-distance measure), taken on the characters and on the initials and finals of the
+    fuzzy syllables (the pinyin model of speechqa/phonetic.py), whichever is higher: a
+    homophone costs nothing by sound.
+    """
+    from rapidfuzz import fuzz
+
+    if not example or not text:
+        return 0.0
+    by_chars = fuzz.partial_ratio(example, text)
+    by_sound = fuzz.partial_ratio(_sound_units(example), _sound_units(text))
+    return max(by_chars, by_sound) / 100.0
+
+
+def _similar(cond: Similar, view: CallView) -> Outcome:
+    hits = []
+    lo, hi = view.window(cond.scope)
+    examples = [_compact(e) for e in cond.examples]
+    for i in view.in_scope(cond.scope):
+        text = view.texts[i]
+        if not text or not (lo <= view.turns[i].start < hi):
+            continue
+        score, example = max((similarity(e, text), e) for e in examples)
+        if score >= cond.threshold:
+            hits.append(Hit(i, view.turns[i].start, view.turns[i].end, text[:40], round(score, 3)))
+    if hits:
+        return Outcome(True, tuple(hits))
+    where = cond.scope.describe()
+    return Outcome(False, (), f"nothing like {cond.examples[0]!r} {where}".strip())
 
 
 def _regex(cond: Regex, view: CallView) -> Outcome:
@@ -353,6 +411,8 @@ def evaluate(cond: Condition, view: CallView) -> Outcome:
     """Whether ``cond`` holds on the call, with its hits (evidence) and, when not, why."""
     if isinstance(cond, Phrases):
         return _phrases(cond, view)
+    if isinstance(cond, Similar):
+        return _similar(cond, view)
     if isinstance(cond, Regex):
         return _regex(cond, view)
     if isinstance(cond, EventCond):

@@ -24,6 +24,10 @@ A condition is one of (see the README's rules reference for every key):
 
 - ``phrases``: any / all / none of a list (an entry that is itself a list is a group of
   synonyms), ``min_hits``, ``fuzzy`` (the pinyin similarity a sound-alike needs, 1 = exact);
+  an entry may be a *phrase family*, ``欢迎(您)?(致电|来电|拨打)``: ``(a|b)`` picks one
+  alternative, ``?`` makes the character or group before it optional;
+- ``similar``: example sentences and a ``threshold``: a turn that says about the same thing in
+  other words (character and sound alignment, see the engine);
 - ``regex`` with an optional ``exclude``;
 - scope keys on both: ``role``, ``first_s``, ``last_s``, ``first_pct``, ``last_pct``,
   ``first_turns``, ``last_turns``;
@@ -85,10 +89,20 @@ class Scope:
 
 @dataclass(frozen=True)
 class Phrases:
-    groups: tuple[tuple[str, ...], ...]  # each group: synonyms, as written
+    groups: tuple[tuple[str, ...], ...]  # each group: synonyms, families expanded to every wording
     match: str = "any"  # any | all | none
     min_hits: int = 1
     fuzzy: float = DEFAULT_FUZZY
+    scope: Scope = Scope()
+    labels: tuple[str, ...] = ()  # each group's first entry as written (a family stays one label)
+
+
+@dataclass(frozen=True)
+class Similar:
+    """Turns that say what one of the example sentences says, in other words."""
+
+    examples: tuple[str, ...]
+    threshold: float = 0.8
     scope: Scope = Scope()
 
 
@@ -145,7 +159,7 @@ class Not:
     part: Condition
 
 
-Condition = Phrases | Regex | Before | EventCond | Context | Metric | All | Any_ | Not
+Condition = Phrases | Similar | Regex | Before | EventCond | Context | Metric | All | Any_ | Not
 
 
 @dataclass(frozen=True)
@@ -183,6 +197,65 @@ class Scorecard:
     @property
     def max_points(self) -> float:
         return sum(i.points for i in self.items)
+
+
+MAX_FAMILY = 512  # wordings one phrase family may expand to
+_FAMILY_TOKEN = re.compile(r"[()|?]")
+
+
+def expand_family(phrase: str) -> tuple[str, ...]:
+    """Every wording of a phrase family: ``(a|b)`` is one of its alternatives (an empty one
+    makes it optional), and ``?`` makes the character or group before it optional.
+
+    >>> expand_family("欢迎(您)?(致电|来电)")
+    ('欢迎致电', '欢迎来电', '欢迎您致电', '欢迎您来电')
+
+    Raises ValueError for unbalanced parentheses, a ``?`` with nothing before it, or more
+    than MAX_FAMILY wordings.
+    """
+    if not _FAMILY_TOKEN.search(phrase):
+        return (phrase,)
+    pos = 0
+
+    def sequence() -> list[str]:
+        nonlocal pos
+        out = [""]
+        while pos < len(phrase) and phrase[pos] not in "|)":
+            ch = phrase[pos]
+            if ch == "(":
+                pos += 1
+                options = alternatives()
+                if pos >= len(phrase) or phrase[pos] != ")":
+                    raise ValueError("unbalanced parentheses")
+                pos += 1
+            elif ch == "?":
+                raise ValueError("'?' needs a character or a group before it")
+            else:
+                options = [ch]
+                pos += 1
+            if pos < len(phrase) and phrase[pos] == "?":
+                options = ["", *options]
+                pos += 1
+            out = [a + b for a in out for b in options]
+            if len(out) > MAX_FAMILY:
+                raise ValueError(f"more than {MAX_FAMILY} wordings")
+        return out
+
+    def alternatives() -> list[str]:
+        nonlocal pos
+        found = sequence()
+        while pos < len(phrase) and phrase[pos] == "|":
+            pos += 1
+            found += sequence()
+        return found
+
+    result = alternatives()
+    if pos != len(phrase):
+        raise ValueError("unbalanced parentheses")
+    result = list(dict.fromkeys(w for w in result if w.strip()))
+    if not result:
+        raise ValueError("it expands to nothing")
+    return tuple(sorted(result, key=len))
 
 
 class _Parser:
@@ -249,12 +322,19 @@ class _Parser:
             raw = value["phrases"]
             if not isinstance(raw, list) or not raw:
                 raise self.fail("phrases must be a non-empty list")
-            groups = []
+            groups, labels = [], []
             for entry in raw:
                 group = entry if isinstance(entry, list) else [entry]
                 if not group or not all(isinstance(p, str) and p.strip() for p in group):
                     raise self.fail(f"phrases: {entry!r} must be a phrase or a list of synonyms")
-                groups.append(tuple(p.strip() for p in group))
+                wordings: list[str] = []
+                for phrase in group:
+                    try:
+                        wordings.extend(expand_family(phrase.strip()))
+                    except ValueError as exc:
+                        raise self.fail(f"phrases: {phrase!r} is not a valid phrase family ({exc})") from None
+                groups.append(tuple(dict.fromkeys(wordings)))
+                labels.append(group[0].strip())
             match = value.get("match", "any")
             if match not in ("any", "all", "none"):
                 raise self.fail(f"match must be any, all or none, got {match!r}")
@@ -262,7 +342,16 @@ class _Parser:
             if not 0 < fuzzy <= 1:
                 raise self.fail("fuzzy must be in (0, 1]")
             min_hits = self.number(value, "min_hits", integer=True, default=1)
-            return Phrases(tuple(groups), match, min_hits, float(fuzzy), self.scope(value))
+            return Phrases(tuple(groups), match, min_hits, float(fuzzy), self.scope(value), tuple(labels))
+        if "similar" in value:
+            self.known(value, ("similar", "threshold", *SCOPE_KEYS), "similar")
+            raw = value["similar"]
+            if not isinstance(raw, list) or not raw or not all(isinstance(x, str) and x.strip() for x in raw):
+                raise self.fail("similar must be a non-empty list of example sentences")
+            threshold = self.number(value, "threshold", default=0.8)
+            if not 0 < threshold <= 1:
+                raise self.fail("threshold must be in (0, 1]")
+            return Similar(tuple(x.strip() for x in raw), float(threshold), self.scope(value))
         if "regex" in value:
             self.known(value, ("regex", "exclude", *SCOPE_KEYS), "regex")
             pattern = self.regex(value, "regex")
@@ -306,7 +395,8 @@ class _Parser:
             if "value" not in value:
                 raise self.fail("metric needs a value")
             return Metric(str(value["metric"]), value["op"], float(self.number(value, "value", positive=False)))
-        raise self.fail(f"unknown condition with keys {sorted(value)}; expected one of phrases, regex, "
+        raise self.fail(f"unknown condition with keys {sorted(value)}; expected one of phrases, similar, "
+                        "regex, "
                         "before, each, event, metric, all, any, not")
 
 
