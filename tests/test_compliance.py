@@ -220,3 +220,63 @@ def test_mono_calls_read_unknown_turns_for_roles():
     sc = card(item("greeting", '{ phrases = ["欢迎致电"], role = "agent" }'))
     mono = call(turn(0.5, 3.0, "您好欢迎致电", role="unknown", channel=0))
     assert outcome(mono, sc).outcome == "pass"
+
+
+# -- phrase families, sound-alikes, similar ----------------------------------------------------
+
+
+def test_a_phrase_family_matches_every_wording_and_reports_itself():
+    sc = card(item("greeting", '{ phrases = ["欢迎(您)?(致电|来电|拨打)"], role = "agent", fuzzy = 1.0 }'))
+    for said in ("欢迎致电顺丰", "欢迎您拨打本热线", "您好欢迎来电"):
+        assert outcome(call(agent(0.0, 3.0, said)), sc).outcome == "pass", said
+    r = outcome(call(agent(0.0, 3.0, "您好请讲")), sc)
+    assert r.outcome == "fail" and "欢迎(您)?(致电|来电|拨打)" in r.reason
+
+
+def test_brush_off_families_catch_wordings_no_single_phrase_listed():
+    families = '["(这|那)(个|事)?我(们)?管不了", "跟我说(也)?没用"]'
+    sc = card(item("nf", f'{{ not = {{ phrases = {families}, role = "agent", fuzzy = 1.0 }} }}'))
+    for said in ("那个我们管不了", "这事我管不了，你去问别人", "跟我说也没用"):
+        r = outcome(call(agent(5.0, 8.0, said)), sc)
+        assert r.outcome == "fail", said
+    assert outcome(call(agent(5.0, 8.0, "这个我帮您管一下")), sc).outcome == "pass"
+
+
+@pytest.mark.parametrize(("family", "message"), [
+    ("欢迎(您", "unbalanced parentheses"),
+    ("?欢迎", "'?' needs a character or a group before it"),
+    ("(a|b|c|d)(a|b|c|d)(a|b|c|d)(a|b|c|d)(a|b|c|d)", "more than 512 wordings"),
+])
+def test_a_broken_family_names_file_item_and_phrase(family, message):
+    with pytest.raises(ConfigError) as err:
+        card(item("greeting", f'{{ phrases = ["{family}"] }}'))
+    assert f'rules.toml: item "greeting": phrases: {family!r} is not a valid phrase family ({message})' == str(
+        err.value)
+
+
+def test_two_syllable_confusions_are_caught_by_sound_and_near_misses_are_not():
+    greeting = card(item("g", '{ phrases = ["欢迎(您)?致电"], role = "agent", fuzzy = 0.7 }'))
+    r = outcome(call(agent(0.0, 3.0, "您好华宁致电星辰通信")), greeting)  # huan/hua, ying/ning
+    assert r.outcome == "pass" and r.evidence_text == "华宁致电" and r.match_score < 1
+    verify = card(item("v", '{ phrases = ["核对一致"], role = "agent", fuzzy = 0.75 }'))
+    assert outcome(call(agent(0.0, 3.0, "好的信息核盾遗质")), verify).outcome == "pass"  # dui/dun
+    assert outcome(call(agent(0.0, 3.0, "的登艺纸")), verify).outcome == "fail"
+    # sound-alikes are searched for the core wordings (optional parts left out)
+    assert outcome(call(agent(0.0, 3.0, "您好欢莹致电")), greeting).outcome == "pass"
+
+
+def test_similar_passes_a_paraphrase_and_fails_other_talk():
+    sc = card(item("offer", '{ similar = ["请问您还有其他需要帮助的吗"], threshold = 0.8, role = "agent" }'))
+    assert outcome(call(agent(50, 54, "那请问您还有其他的需要帮助吗")), sc).outcome == "pass"
+    r = outcome(call(agent(50, 54, "好的那我帮您登记一下地址")), sc)
+    assert r.outcome == "fail" and "nothing like '请问您还有其他需要帮助的吗'" in r.reason
+    by_sound = outcome(call(agent(50, 54, "请问您还有其他需要棒住的吗")), sc)  # 帮助 heard as 棒住
+    assert by_sound.outcome == "pass" and by_sound.match_score >= 0.8
+    with pytest.raises(ConfigError, match='item "offer": threshold must be in'):
+        card(item("offer", '{ similar = ["还有别的吗"], threshold = 1.5 }'))
+
+
+def test_the_shipped_scorecard_holds_no_phrase_of_a_single_committed_call():
+    text = (Path(__file__).resolve().parents[1] / "speechqa" / "data" / "scorecard_zh.toml").read_text("utf-8")
+    for lifted in ("寄件人的姓名", "三天没", "扣费明细", "白等"):
+        assert lifted not in text

@@ -383,3 +383,99 @@ def test_numbers_heard_as_homophones_are_masked(heard, secret):
 )
 def test_homophones_alone_are_not_numbers(sentence):
     assert redact_text(sentence) == (sentence, [])
+
+
+# -- PII that does not depend on clean digits ------------------------------------------------
+
+from speechqa.config import TextSettings  # noqa: E402
+from speechqa.errors import ConfigError  # noqa: E402
+from speechqa.pii import number_contexts, number_cues, parse_number_cues, sound_digit  # noqa: E402
+from speechqa.text import process_turns  # noqa: E402
+from tests.conftest import turn as call_turn  # noqa: E402
+
+
+def test_digits_by_sound_come_from_the_pinyin_model():
+    assert [sound_digit(c) for c in "三3３山是以把令"] == ["3", "3", "3", "3", "4", "1", "8", "0"]
+    assert sound_digit("周") is None and sound_digit("十") is None and sound_digit("好") is None
+
+
+def test_the_id_an_avx2_machine_wrote_is_masked():
+    # whisper-base on an AVX2 machine without AVX-512 wrote c0005's customer ID like this
+    heard = "是一零一零五,一周九零零三零七第二三九"
+    text, spans = redact_text(heard)
+    assert not leaks("110105199003071239", text), text
+    assert digit_projection(text).count("9") == 0
+
+
+def test_density_masks_a_mostly_digit_span_without_context_and_keeps_counts_and_dates():
+    assert redact_text("嗯一三八零零幺三八零零零")[0] == "嗯[手机号]"
+    for kept in ("我的工号8012，很高兴为您服务", "2024年3月15日", "退款120元，三到五个工作日到账",
+                 "手机后四位是二六八九", "一下子就好了", "价格两千四百九十九元"):
+        assert redact_text(kept)[0] == kept
+
+
+def test_six_digits_in_a_customer_turn_are_a_fragment_of_their_number():
+    customer = call_turn(1.0, 3.0, "号码是138123", role="customer")
+    agent = call_turn(1.0, 3.0, "活动编号是138123", role="agent")
+    assert process_turns([customer], TextSettings())[0][0].text == "号码是[号码]"
+    assert process_turns([agent], TextSettings())[0][0].text == "活动编号是138123"
+
+
+def _call(*lines):
+    out, t = [], 0.0
+    counts: dict[str, int] = {}
+    for role, text in lines:
+        counts[role] = counts.get(role, 0) + 1
+        out.append(call_turn(t, t + 3.0, text, role=role, index=counts[role]))
+        t += 4.0
+    return out
+
+
+def test_the_answer_to_a_request_for_a_number_is_masked_across_turns():
+    turns = _call(
+        ("agent", "我是8012号客服，麻烦您提供一下身份证号码。"),
+        ("customer", "好的，一一零一"),  # short fragments that no rule alone would mask
+        ("customer", "零五一九九"),
+        ("customer", "零零三零七"),
+        ("agent", "好的，请问您遇到了什么问题？"),  # the agent's next question closes the context
+        ("customer", "我上个月交了三百五十块"),
+    )
+    out, events = process_turns(turns, TextSettings())
+    texts = [t.text for t in out]
+    assert texts[0] == "我是8012号客服，麻烦您提供一下身份证号码。"  # staff number before the request stays
+    assert texts[1:4] == ["好的，[号码]", "[号码]", "[号码]"]
+    assert texts[5] == "我上个月交了三百五十块"
+    assert [e.detail for e in events] == ["number"] * 3
+
+
+def test_a_misheard_request_and_an_agent_read_back_are_contexts_too():
+    turns = _call(
+        ("agent", "请您说一下收集号"),  # 手机号 heard as 收集号
+        ("customer", "幺三八，幺二三"),
+        ("agent", "我重复一遍，幺三八幺二三"),
+    )
+    assert number_contexts(turns, number_cues()) == {0: 5, 1: 0, 2: 0}
+    out, _ = process_turns(turns, TextSettings())
+    assert [t.text for t in out[1:]] == ["[号码]", "我重复一遍，[号码]"]
+
+
+def test_number_context_stays_off_with_keep_pii():
+    turns = _call(("agent", "请提供卡号"), ("customer", "六二二二"))
+    out, events = process_turns(turns, TextSettings(redact_pii=False))
+    assert out[1].text == "六二二二" and events == ()
+
+
+def test_number_cue_files_are_validated_and_can_be_overridden(tmp_path):
+    with pytest.raises(ConfigError, match="cues.toml: numbers must be a non-empty list of phrases"):
+        parse_number_cues({"numbers": [], "readbacks": ["x"], "questions": ["x"], "keep_after": ["x"],
+                           "keep_before": ["x"]}, "cues.toml")
+    with pytest.raises(ConfigError, match="cues.toml: unknown key 'number'"):
+        parse_number_cues({"number": ["x"]}, "cues.toml")
+    site = tmp_path / "cues.toml"
+    site.write_text('numbers = ["会员号"]\nreadbacks = ["我复述"]\nquestions = ["吗"]\nkeep_after = ["工号"]\n'
+                    'keep_before = ["号客服"]\nwindow_s = 30\n', encoding="utf-8")
+    turns = _call(("agent", "请报一下您的会员号"), ("customer", "三五七"))
+    out, _ = process_turns(turns, TextSettings(pii_cues_file=str(site)))
+    assert out[1].text == "[号码]"
+    with pytest.raises(ConfigError, match="missing.toml: number cue file cannot be read"):
+        number_cues(str(tmp_path / "missing.toml"))

@@ -222,3 +222,40 @@ def test_process_turns_without_redaction_keeps_digits():
 def test_missing_user_dict_fails_the_stage(tmp_path):
     with pytest.raises(ConfigError, match="missing.dict"):
         process_turns((make_turn("你好"),), TextSettings(user_dict=str(tmp_path / "missing.dict")))
+
+
+# -- repairs of what Whisper wrote ---------------------------------------------------------------
+
+from speechqa.text import collapse_loops, repair_slips  # noqa: E402
+from tests.conftest import turn as make_call_turn  # noqa: E402
+
+
+@pytest.mark.parametrize(("heard", "repaired"), [
+    # turns of the committed recordings as whisper-base int8 wrote them (make run)
+    ("你们怎么回事Ｇ我这个月的账单多扣了两百多块钱Ｇ", "你们怎么回事，我这个月的账单多扣了两百多块钱。"),
+    ("何对无物Ｇ线年Ｇ请您稍等Ｇ我帮您查询一下这个理费案件的处理进度Ｇ",
+     "何对无物，线年，请您稍等，我帮您查询一下这个理费案件的处理进度。"),
+    ("线您的内心等待Ｇ您的案件目前再审核阶段", "线您的内心等待，您的案件目前再审核阶段"),
+    ("您好１这里是安定保险客户服务乐险。", "您好，这里是安定保险客户服务乐险。"),
+    ("您好４新称通信", "您好，新称通信"),
+    ("好的﹔谢谢您", "好的，谢谢您"),
+])
+def test_byte_slips_become_the_punctuation_they_stand_for(heard, repaired):
+    assert repair_slips(heard) == repaired
+    assert len(repair_slips(heard)) == len(heard)  # word timestamps stay aligned
+
+
+@pytest.mark.parametrize("text", ["办了４Ｇ套餐", "ＱＱ号", "2499元", "Ａ股"])
+def test_characters_that_are_not_alone_or_are_tokens_stay(text):
+    assert repair_slips(text).replace("A", "Ａ") == text
+
+
+def test_loops_are_collapsed_in_the_match_text_only():
+    loop = "人，" + "既是我本人，" * 17
+    flagged = make_call_turn(0.0, 6.0, loop, role="customer", flags=("repetition",))
+    plain = make_call_turn(7.0, 8.0, "对对对，好的好的", role="customer", index=2)
+    (a, b), _ = process_turns([flagged, plain], TextSettings())
+    assert a.text == loop and a.flags == ("repetition",)  # raw text and flag kept
+    assert a.match_text == "人 既是我本人"
+    assert b.match_text == normalize(plain.text)  # only flagged turns are touched
+    assert collapse_loops("请问有什么问题 请问有什么问题") == "请问有什么问题"

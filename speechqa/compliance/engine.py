@@ -89,7 +89,8 @@ def compile_scorecard(scorecard: Scorecard) -> Compiled:
                     key[phrase] = _compact(phrase)
     compact = sorted({k for k in key.values() if k}, key=lambda p: (-len(p), p))
     pattern = re.compile("(?=(" + "|".join(re.escape(p) for p in compact) + "))") if compact else None
-    prefixes = {p: tuple(q for q in compact if q != p and p.startswith(q)) for p in compact}
+    known = set(compact)
+    prefixes = {p: tuple(p[:k] for k in range(len(p) - 1, 0, -1) if p[:k] in known) for p in compact}
     return Compiled(scorecard, pattern, prefixes, key)
 
 
@@ -161,7 +162,8 @@ class CallView:
 
         found: dict[int, SoundMatch] = {}
         want = phrase_pinyin(phrase)
-        if all(want):
+        heard = self.syllable_index()
+        if all(want) and sum(fuzzy(w) in heard for w in want) >= min_same_syllables(len(phrase)):  # type: ignore[arg-type]
             index = self.syllable_index()
             min_same = min_same_syllables(len(phrase))
             votes: dict[tuple[int, int], int] = {}
@@ -234,7 +236,9 @@ def min_same_syllables(n: int) -> int:
 
 
 def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy: float,
-                window: tuple[float, float]) -> list[Hit]:
+                window: tuple[float, float], cores: tuple[str, ...] = ()) -> list[Hit]:
+    """Hits of one group of synonyms: exact ones, else (``fuzzy`` < 1) sound-alikes of its
+    core wordings."""
     allowed = set(turns)
     hits = []
     for phrase in group:
@@ -242,7 +246,7 @@ def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy:
         hits.extend(view.hit(i, key, 1.0, pos) for i, pos in view.exact.get(key, ()) if i in allowed)
     if hits or fuzzy >= 1:
         return hits
-    for phrase in group:
+    for phrase in cores or group:
         key = view.compiled.key.get(phrase) or _compact(phrase)
         if len(key) < 2:
             continue
@@ -258,8 +262,8 @@ def _phrases(cond: Phrases, view: CallView) -> Outcome:
     per_group = [_group_hits(view, g, turns, 1.0, window) for g in cond.groups]
     exact_enough = (cond.match == "any" and sum(map(len, per_group)) >= cond.min_hits) or all(per_group)
     if cond.fuzzy < 1 and not exact_enough:  # sound-alikes only where the exact text fell short
-        per_group = [hs or _group_hits(view, g, turns, cond.fuzzy, window)
-                     for g, hs in zip(cond.groups, per_group, strict=True)]
+        per_group = [hs or _group_hits(view, g, turns, cond.fuzzy, window, c)
+                     for g, c, hs in zip(cond.groups, cond.sound_groups(), per_group, strict=True)]
     hits = tuple(sorted((h for hs in per_group for h in hs), key=lambda h: h.start))
     where = cond.scope.describe()
     labels = cond.labels or tuple(g[0] for g in cond.groups)

@@ -95,6 +95,10 @@ class Phrases:
     fuzzy: float = DEFAULT_FUZZY
     scope: Scope = Scope()
     labels: tuple[str, ...] = ()  # each group's first entry as written (a family stays one label)
+    cores: tuple[tuple[str, ...], ...] = ()  # each group's core wordings, for the sound-alike search
+
+    def sound_groups(self) -> tuple[tuple[str, ...], ...]:
+        return self.cores or self.groups
 
 
 @dataclass(frozen=True)
@@ -203,13 +207,15 @@ MAX_FAMILY = 512  # wordings one phrase family may expand to
 _FAMILY_TOKEN = re.compile(r"[()|?]")
 
 
-def expand_family(phrase: str) -> tuple[str, ...]:
+def expand_family(phrase: str, optional: bool = True) -> tuple[str, ...]:
     """Every wording of a phrase family: ``(a|b)`` is one of its alternatives (an empty one
     makes it optional), and ``?`` makes the character or group before it optional.
 
     >>> expand_family("欢迎(您)?(致电|来电)")
     ('欢迎致电', '欢迎来电', '欢迎您致电', '欢迎您来电')
 
+    ``optional=False`` gives the core wordings only, every optional part left out: what the
+    sound-alike search tries (a sound-alike of the core is found inside a longer wording).
     Raises ValueError for unbalanced parentheses, a ``?`` with nothing before it, or more
     than MAX_FAMILY wordings.
     """
@@ -234,7 +240,7 @@ def expand_family(phrase: str) -> tuple[str, ...]:
                 options = [ch]
                 pos += 1
             if pos < len(phrase) and phrase[pos] == "?":
-                options = ["", *options]
+                options = ["", *options] if optional else [""]
                 pos += 1
             out = [a + b for a in out for b in options]
             if len(out) > MAX_FAMILY:
@@ -322,18 +328,21 @@ class _Parser:
             raw = value["phrases"]
             if not isinstance(raw, list) or not raw:
                 raise self.fail("phrases must be a non-empty list")
-            groups, labels = [], []
+            groups, labels, cores = [], [], []
             for entry in raw:
                 group = entry if isinstance(entry, list) else [entry]
                 if not group or not all(isinstance(p, str) and p.strip() for p in group):
                     raise self.fail(f"phrases: {entry!r} must be a phrase or a list of synonyms")
                 wordings: list[str] = []
+                core: list[str] = []
                 for phrase in group:
                     try:
                         wordings.extend(expand_family(phrase.strip()))
+                        core.extend(expand_family(phrase.strip(), optional=False))
                     except ValueError as exc:
                         raise self.fail(f"phrases: {phrase!r} is not a valid phrase family ({exc})") from None
                 groups.append(tuple(dict.fromkeys(wordings)))
+                cores.append(tuple(dict.fromkeys(core)))
                 labels.append(group[0].strip())
             match = value.get("match", "any")
             if match not in ("any", "all", "none"):
@@ -342,7 +351,8 @@ class _Parser:
             if not 0 < fuzzy <= 1:
                 raise self.fail("fuzzy must be in (0, 1]")
             min_hits = self.number(value, "min_hits", integer=True, default=1)
-            return Phrases(tuple(groups), match, min_hits, float(fuzzy), self.scope(value), tuple(labels))
+            return Phrases(tuple(groups), match, min_hits, float(fuzzy), self.scope(value), tuple(labels),
+                           tuple(cores))
         if "similar" in value:
             self.known(value, ("similar", "threshold", *SCOPE_KEYS), "similar")
             raw = value["similar"]
