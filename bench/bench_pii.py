@@ -157,6 +157,7 @@ def bench_one(variant: str, set_name: str, store: Path) -> dict:
         "words_joined": leaks.words_joined_leaks(out, numbers),
         "asr_s": sum(float(c.get("asr_seconds") or 0) for c in calls),
         "failed": sum(1 for c in calls if c.get("status") != "ok"),
+        "failures": [f"{f['call_id']} {f['stage']}: {f['reason'][-160:]}" for f in _read(out / "failures.csv")],
         "transcribed": run_json.get("counts", {}).get("transcribed"),
     }
 
@@ -200,6 +201,8 @@ def main() -> int:
                       f"{key}_wall_seconds={r['wall']:.1f}")
                 for line in leaks.leak_details(rep):
                     print(line)
+                for line in r["failures"][:3]:
+                    print(f"#   failed {line}")
                 if r["rc"] not in (0, 1):
                     status = 1
                     print(f"# speechqa run failed (rc {r['rc']}): {r['err']}")
