@@ -98,8 +98,14 @@ _PRAISE = ("优秀通话：合规得分高且客户情绪好转，可用于表�
            "exemplary call: high score and the customer ended happier")
 
 
-def must_review_reasons(row: Mapping, settings: SamplingSettings) -> list[tuple[str, str]]:
-    """(Chinese, English) reasons a call must be reviewed; empty when none."""
+def must_review_reasons(row: Mapping, settings: SamplingSettings,
+                        hold_items: Iterable[str] = ("hold_notice",)) -> list[tuple[str, str]]:
+    """(Chinese, English) reasons a call must be reviewed; empty when none.
+
+    ``hold_items``: ids of the scorecard items whose failure means an unannounced hold (by
+    default the shipped ``hold_notice``; ``sample_night`` finds them in the rule results:
+    failed items whose evidence is a hold), so a site scorecard with other ids still gets
+    its long unannounced holds reviewed."""
     reasons = []
     if bool(_value(row, "auto_fail", False)):
         items = _value(row, "failed_items", "")
@@ -111,7 +117,7 @@ def must_review_reasons(row: Mapping, settings: SamplingSettings) -> list[tuple[
         reasons.append((f"客户结束时情绪很差（{end:.2f}）", f"customer ended very negative ({end:.2f})"))
     failed = str(_value(row, "failed_items", "")).split(";")
     hold = _value(row, "hold_s", 0.0) or 0.0
-    if "hold_notice" in failed and hold >= settings.long_hold_s:
+    if set(hold_items) & set(failed) and hold >= settings.long_hold_s:
         reasons.append((f"长时间静音未告知（{hold:.0f} 秒）", f"long unannounced hold ({hold:.0f} s)"))
     return reasons
 
@@ -150,6 +156,16 @@ def _weighted_order(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return np.argsort(-keys, kind="stable")
 
 
+def _hold_items(rule_results: pd.DataFrame | None) -> tuple[str, ...]:
+    """Ids of the items that failed on a hold (their evidence is the hold event): whatever the
+    scorecard calls its hold-announcement item."""
+    if rule_results is None or rule_results.empty or "evidence_text" not in rule_results:
+        return ("hold_notice",)
+    failed = rule_results[(rule_results.outcome == "fail")
+                          & rule_results.evidence_text.fillna("").astype(str).str.startswith("hold ")]
+    return tuple(sorted(set(failed.item_id))) or ("hold_notice",)
+
+
 def sample_night(
     calls: pd.DataFrame,
     night: str,
@@ -185,9 +201,10 @@ def sample_night(
         })
 
     records = pool.to_dict("records")
+    hold_items = _hold_items(rule_results)
     # 1. must review
     for row in records:
-        reasons = must_review_reasons(row, settings)
+        reasons = must_review_reasons(row, settings, hold_items)
         if reasons:
             take(row, "must_review", 100.0 + len(reasons), reasons)
     # 2. risk-weighted draw

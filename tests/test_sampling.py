@@ -134,3 +134,14 @@ def test_calls_that_failed_processing_are_not_sampled(status):
     calls.loc[0, "status"] = status
     out = sample_night(calls, WEEK[0], SamplingSettings(risk_per_night=5))
     assert calls.call_id[0] not in set(out.call_id)
+
+
+def test_a_site_scorecard_with_its_own_hold_item_still_gets_long_holds_reviewed():
+    night = WEEK[0]
+    calls = calls_for(night, {"A1": 2}, **{"A1-0": {"failed_items": "silence_told", "hold_s": 40.0}})
+    rules = pd.DataFrame([{"call_id": f"{night}-A1-00", "item_id": "silence_told", "outcome": "fail",
+                           "evidence_text": "hold 40.0s", "evidence_start": 30.0, "evidence_end": 70.0,
+                           "evidence_turn_id": "", "reason": "nothing within 25s before hold 40.0s at 30.0s"}])
+    out = sample_night(calls, night, ONLY_FLAGS, rule_results=rules)
+    must = out[out.layer == "must_review"].set_index("call_id")
+    assert "long unannounced hold" in must.loc[f"{night}-A1-00", "reasons_en"]
