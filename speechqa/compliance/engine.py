@@ -74,6 +74,31 @@ class Compiled:
     pattern: re.Pattern[str] | None
     prefixes: dict[str, tuple[str, ...]]  # phrase -> the shorter phrases it starts with
     key: dict[str, str] = field(default_factory=dict)  # phrase as written -> compact form
+    # the phrases' first two characters -> the lengths of the phrases they start (longest
+    # first): the scan that stands for ``pattern`` (the same hits, without trying every
+    # alternative of a pattern of thousands at every offset)
+    heads: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
+    # group of synonyms -> (compact key -> its places in the group), built on first use
+    groups: dict[tuple[str, ...], dict[str, tuple[int, ...]]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.heads:
+            lengths: dict[str, set[int]] = {}
+            for p in self.prefixes:
+                if len(p) >= 2:
+                    lengths.setdefault(p[:2], set()).add(len(p))
+            self.heads = {h: tuple(sorted(ls, reverse=True)) for h, ls in lengths.items()}
+
+    def group_keys(self, group: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+        """Each compact key of ``group``'s wordings -> its places in the group (cached)."""
+        places = self.groups.get(group)
+        if places is None:
+            found: dict[str, list[int]] = {}
+            for n, phrase in enumerate(group):
+                found.setdefault(self.key.get(phrase) or _compact(phrase), []).append(n)
+            places = self.groups[group] = {k: tuple(v) for k, v in found.items()}
+        return places
 
 
 def _phrase_conditions(cond: Condition | None) -> list[Phrases]:
@@ -110,11 +135,25 @@ class CallView:
                            n_redactions=sum(len(t.redactions) for t in self.turns))
         self.exact: dict[str, list[tuple[int, int]]] = {}  # compact phrase -> (turn, offset)
         if compiled.pattern is not None:
+            # what ``pattern.finditer`` finds: at each offset the longest phrase there, then
+            # the shorter ones it starts with
+            heads, known = compiled.heads, compiled.prefixes
             for i, text in enumerate(self.texts):
-                for m in compiled.pattern.finditer(text):
-                    found = m.group(1)
-                    for phrase in (found, *compiled.prefixes[found]):
-                        self.exact.setdefault(phrase, []).append((i, m.start()))
+                n = len(text)
+                for pos in range(n):
+                    found = None
+                    lens = heads.get(text[pos:pos + 2])
+                    if lens:
+                        for size in lens:
+                            if pos + size <= n and text[pos:pos + size] in known:
+                                found = text[pos:pos + size]
+                                break
+                    if found is None:
+                        if text[pos] not in known:
+                            continue
+                        found = text[pos]
+                    for phrase in (found, *known[found]):
+                        self.exact.setdefault(phrase, []).append((i, pos))
         self._sounds: dict[int, tuple[str | None, ...]] = {}
         self._index: dict[str, list[tuple[int, int]]] | None = None
         self._clock: dict[int, tuple[list[Word], list[int]]] = {}
@@ -241,9 +280,9 @@ def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy:
     core wordings."""
     allowed = set(turns)
     hits = []
-    for phrase in group:
-        key = view.compiled.key.get(phrase) or _compact(phrase)
-        hits.extend(view.hit(i, key, 1.0, pos) for i, pos in view.exact.get(key, ()) if i in allowed)
+    places = view.compiled.group_keys(group)  # exact hits in the order of the group's wordings
+    for _, key in sorted((n, k) for k in view.exact if k in places for n in places[k]):
+        hits.extend(view.hit(i, key, 1.0, pos) for i, pos in view.exact[key] if i in allowed)
     if hits or fuzzy >= 1:
         return hits
     for phrase in cores or group:
