@@ -83,6 +83,14 @@ def _apology_phrases(item: Item) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for p in found if p))
 
 
+@lru_cache(maxsize=32)
+def _apology_pattern(items: tuple[Item, ...]) -> re.Pattern[str]:
+    """One pattern for the apology phrases of ``items``: it finds a match exactly when some
+    phrase is in the text (cached, instead of a test per phrase per turn)."""
+    phrases = tuple(p for item in items for p in _apology_phrases(item))
+    return re.compile("|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True)) or "(?!)")
+
+
 @dataclass(frozen=True)
 class Clip:
     """One training example: a span of one call, labelled good or bad, with its context."""
@@ -222,12 +230,12 @@ def _deescalations(result: CallResult, card: Scorecard) -> list[_Span]:
     apology_turns = {rr.evidence_turn_id: rr.item_id
                      for rr in (result.compliance.results if result.compliance else ())
                      if rr.item_id in ids and rr.outcome == "pass" and rr.evidence_turn_id}
-    phrases = tuple(p for item in items for p in _apology_phrases(item))
+    says_apology = _apology_pattern(tuple(items)).search  # any of the phrases in the text
     spans: list[_Span] = []
     for i, t in enumerate(turns):
         from_rule = apology_turns.get(t.turn_id, "")
         said = (t.match_text or t.text).replace(" ", "")
-        if t.role != "agent" or not (from_rule or any(p in said for p in phrases)):
+        if t.role != "agent" or not (from_rule or says_apology(said)):
             continue
         if spans and t.start < spans[-1].end:  # a second apology inside the same turnaround
             continue
