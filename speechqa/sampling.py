@@ -137,7 +137,12 @@ def is_exemplary(row: Mapping, settings: SamplingSettings) -> bool:
             and not bool(_value(row, "auto_fail", False)) and _value(row, "sentiment_trajectory") == "improved")
 
 
-def _evidence(call_id: str, rule_results: pd.DataFrame | None, events: pd.DataFrame | None) -> str:
+def _evidence(call_id: str, rule_results: pd.DataFrame | None, events: pd.DataFrame | None,
+              index: dict[str, str] | None = None) -> str:
+    """Failed items' evidence times, then escalations, of one call; ``index`` (from
+    :func:`_evidence_index`) answers for string call ids without scanning the frames."""
+    if index is not None and isinstance(call_id, str):
+        return index.get(call_id, "")
     parts = []
     if rule_results is not None and len(rule_results):
         failed = rule_results[(rule_results.call_id == call_id) & (rule_results.outcome == "fail")]
@@ -148,6 +153,21 @@ def _evidence(call_id: str, rule_results: pd.DataFrame | None, events: pd.DataFr
         esc = events[(events.call_id == call_id) & (events.type == "escalation")]
         parts.extend(f"{e.detail}@{e.start:.1f}s" for e in esc.itertuples())
     return "; ".join(parts)
+
+
+def _evidence_index(rule_results: pd.DataFrame | None, events: pd.DataFrame | None) -> dict[str, str]:
+    """:func:`_evidence` of every call with any, in one pass over the frames."""
+    rules: dict[str, list[str]] = {}
+    if rule_results is not None and len(rule_results):
+        for r in rule_results[rule_results.outcome == "fail"].itertuples():
+            if isinstance(r.call_id, str) and pd.notna(r.evidence_start):
+                rules.setdefault(r.call_id, []).append(f"{r.item_id}@{r.evidence_start:.1f}s")
+    escalations: dict[str, list[str]] = {}
+    if events is not None and len(events):
+        for e in events[events.type == "escalation"].itertuples():
+            if isinstance(e.call_id, str):
+                escalations.setdefault(e.call_id, []).append(f"{e.detail}@{e.start:.1f}s")
+    return {c: "; ".join(rules.get(c, []) + escalations.get(c, [])) for c in {*rules, *escalations}}
 
 
 def _weighted_order(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -185,18 +205,21 @@ def sample_night(
     rows: list[dict] = []
     taken: set[str] = set()
     per_agent: dict[str, int] = {}
+    evidence: list[dict[str, str]] = []  # _evidence_index, built at the first call taken
 
     def take(row: Mapping, layer: str, priority: float, reasons: Iterable[tuple[str, str]]) -> None:
         reasons = list(reasons)
         agent = str(_value(row, "agent_id", ""))
         taken.add(row["call_id"])
         per_agent[agent] = per_agent.get(agent, 0) + 1
+        if not evidence:
+            evidence.append(_evidence_index(rule_results, events))
         rows.append({
             "night": night, "call_id": row["call_id"], "agent_id": agent,
             "agent_name": _value(row, "agent_name", ""), "team": _value(row, "team", ""), "layer": layer,
             "priority": round(priority, 3), "reasons_zh": "；".join(z for z, _ in reasons),
             "reasons_en": "; ".join(e for _, e in reasons),
-            "evidence": _evidence(row["call_id"], rule_results, events),
+            "evidence": _evidence(row["call_id"], rule_results, events, evidence[0]),
             "audio_path": _value(row, "path", ""), "reviewer": "", "seed": seed,
         })
 
