@@ -214,8 +214,12 @@ class CallView:
             for (i, p), v in votes.items():
                 if v >= min_same:
                     starts.setdefault(i, []).append(p)
+            # a match must cost less than (1 - threshold) per syllable: at 0.75, a four-syllable
+            # phrase may not have two syllables that each keep only their final (帮您核查 /
+            # 帮您的吗), while a lost nasal and a new initial (欢迎 / 华宁) still pass at 0.7
+            max_cost = (1 - threshold) * len(phrase) - 1e-9
             for i, positions in starts.items():
-                matches = find_sounds(self.texts[i], phrase, (1 - threshold) * len(phrase), self.sounds(i),
+                matches = find_sounds(self.texts[i], phrase, max_cost, self.sounds(i),
                                       min_same=min_same, max_step=SAME_INITIAL_COST, starts=sorted(positions))
                 if matches:
                     found[i] = matches[0]
