@@ -290,8 +290,9 @@ def _digit_runs(text: str, taken: list[tuple[int, int]]) -> list[_Run]:
             runs.append(_Run(tuple(cur)))
             cur.clear()
 
+    blocked = {p for s, e in taken for p in range(s, e)}
     while i < n:
-        if any(s <= i < e for s, e in taken):
+        if i in blocked:
             close()
             i += 1
             continue
@@ -353,6 +354,8 @@ def _spoken_numbers(text: str, taken: list[tuple[int, int]], *, context: bool = 
     spans = []
     for run in _digit_runs(text, taken):
         chars = list(run.chars)
+        if len(chars) < _SPOKEN_MIN_DIGITS and not any(c in _DIGIT_VALUE for _, c in chars):
+            continue  # too short for a typed number and no real digit to be a core: nothing
         variants = []
         for lo in range(4):
             for hi in range(4):
@@ -501,6 +504,12 @@ def number_cues(path: str = "") -> NumberCues:
     return parse_number_cues(data, source)
 
 
+@lru_cache(maxsize=8)
+def _noun_sounds(nouns: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The nouns of three or more characters with their fuzzy syllables (the sound search's)."""
+    return tuple((noun, tuple(fuzzy(s) for s in phrase_pinyin(noun) if s)) for noun in nouns if len(noun) >= 3)
+
+
 def _number_at(text: str, cues: NumberCues) -> int | None:
     """Where ``text`` first names a kind of number, spelled or by sound (收集号 for 手机号),
     or None. The sound search runs only for nouns most of whose fuzzy syllables the text has."""
@@ -509,11 +518,8 @@ def _number_at(text: str, cues: NumberCues) -> int | None:
         return min(found)
     sounds = pinyin(text)
     heard = {fuzzy(s) for s in sounds if s}
-    for noun in cues.numbers:
-        if len(noun) < 3:
-            continue
-        want = [fuzzy(s) for s in phrase_pinyin(noun) if s]
-        if sum(w in heard for w in want) < len(noun) - 1:
+    for noun, want in _noun_sounds(tuple(cues.numbers)):
+        if sum(map(heard.__contains__, want)) < len(noun) - 1:
             continue
         matches = find_sounds(text, noun, 0.5, sounds, min_same=len(noun) - 1, max_step=0.5)
         if matches:
