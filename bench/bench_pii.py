@@ -14,7 +14,9 @@ Variants (the ASR output changes, so the masker sees different text):
 * ``default``     the shipped settings (beam 5, the CPU's native instruction set)
 * ``beam1``       ``SPEECHQA_ASR_BEAM_SIZE=1`` (greedy decoding)
 * ``mulaw8k``     each file decoded and re-encoded as 8 kHz G.711 µ-law (a copy of the folder
-                  with the same calls.csv and truth files)
+                  with the same calls.csv and truth files). The committed calls already are
+                  8 kHz µ-law, and the round trip is lossless: byte-identical files, so this
+                  checks only that a re-run agrees; it matters for other inputs
 * ``mulaw8k_quiet`` the same, 9 dB quieter (a low line level: different µ-law quantisation)
 * ``isa_avx2``    ``CT2_FORCE_CPU_ISA=AVX2`` (CTranslate2 reads it when it loads, so each ISA
                   variant is its own process)
