@@ -484,18 +484,45 @@ def _request_regex(escalation: Escalation) -> re.Pattern[str] | None:
     return re.compile("|".join(map(re.escape, requests))) if requests else None
 
 
+@lru_cache(maxsize=4096)
+def _fuzzy_syllables(phrase: str) -> tuple[str, ...] | None:
+    """The fuzzy syllables of a phrase; None when a character has no pinyin (no sound match)."""
+    from speechqa.phonetic import fuzzy, phrase_pinyin
+
+    want = phrase_pinyin(phrase)
+    return None if any(s is None for s in want) else tuple(fuzzy(s) for s in want)  # type: ignore[arg-type]
+
+
+def _may_sound(phrase: str, heard: set[str], max_cost: float) -> bool:
+    """False when no span of a text whose fuzzy syllables are ``heard`` can sound like
+    ``phrase`` within ``max_cost``: a syllable that is not the same or a fuzzy pair costs at
+    least NASAL_CODA_COST, so all but ``max_cost / NASAL_CODA_COST`` of the phrase's
+    syllables must be among those heard (a cheap test before the search)."""
+    from speechqa.phonetic import NASAL_CODA_COST, SAME_FINAL_COST, SAME_INITIAL_COST
+
+    want = _fuzzy_syllables(phrase)
+    if want is None:
+        return False
+    misses = math.floor(max_cost / min(NASAL_CODA_COST, SAME_FINAL_COST, SAME_INITIAL_COST) + 1e-6)
+    return sum(map(heard.__contains__, want)) >= len(want) - misses
+
+
 def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]]:
     """Escalation cues found by sound: (kind, negated, start, end), like :func:`cues`."""
-    from speechqa.phonetic import find_sounds, pinyin
+    from speechqa.phonetic import find_sounds, fuzzy, pinyin
     from speechqa.text import word_frequency
 
     esc = vocab.escalation
     sounds = pinyin(text)
+    syllables = {fuzzy(s) for s in sounds if s is not None}
     hits = [(kind, m.start, m.end) for kind, phrase in esc.sounds
+            if _may_sound(phrase, syllables, SOUND_MAX_COST)
             for m in find_sounds(text, phrase, SOUND_MAX_COST, sounds)[:1]]
     request = _request_regex(esc)
     for req in request.finditer(text) if request is not None else ():
         for noun in esc.boss_nouns:
+            if not _may_sound(noun, syllables, SOUND_MAX_COST):
+                continue
             for m in find_sounds(text, noun, SOUND_MAX_COST, sounds, req.end(), req.end() + _BOSS_REACH):
                 heard = text[m.start:m.end]
                 asked = text[:m.start].endswith(esc.boss_before) or text.startswith(esc.boss_after, m.end)
