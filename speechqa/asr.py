@@ -193,7 +193,7 @@ def _fill_gaps(model, samples: np.ndarray, segments: list[Segment], settings: As
     Whisper cannot answer with the prompt) and merge it in time order."""
     from speechqa.audio import MODEL_RATE
 
-    added = []
+    added: list[Segment] = []
     for start, end in untranscribed_speech(samples, MODEL_RATE, segments):
         lo = max(0.0, start - GAP_PAD_S)
         clip = samples[int(lo * MODEL_RATE): int((end + GAP_PAD_S) * MODEL_RATE)]

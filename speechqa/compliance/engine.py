@@ -283,7 +283,7 @@ def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy:
     """Hits of one group of synonyms: exact ones, else (``fuzzy`` < 1) sound-alikes of its
     core wordings."""
     allowed = set(turns)
-    hits = []
+    hits: list[Hit] = []
     places = view.compiled.group_keys(group)  # exact hits in the order of the group's wordings
     for _, key in sorted((n, k) for k in view.exact if k in places for n in places[k]):
         hits.extend(view.hit(i, key, 1.0, pos) for i, pos in view.exact[key] if i in allowed)
