@@ -340,14 +340,16 @@ def channel_roles(n_channels: int, channels: ChannelSettings,
     """Stereo maps channels to agent/customer by config; mono and extra channels are unknown.
 
     With ``channels.detect`` and the channels' texts, the two are swapped when the configured
-    customer side speaks the agent's script much more than the configured agent side.
+    customer side sounds clearly more like the agent than the configured agent side: its
+    :func:`agent_script_score` (the agent's script, minus the caller's own phrases) is at
+    least 3, and more than twice the other side's and ``SWAP_MARGIN`` above it.
     """
     if n_channels < 2:
         return {0: "unknown"}
     agent, customer = channels.agent, channels.customer
     if channels.detect and texts is not None and agent < n_channels and customer < n_channels:
         a, c = agent_script_score(texts.get(agent, "")), agent_script_score(texts.get(customer, ""))
-        if c >= 3 and c > 2 * a:
+        if c >= 3 and c > max(2 * a, a + SWAP_MARGIN):
             agent, customer = customer, agent
     roles: dict[int, Role] = {ch: "unknown" for ch in range(n_channels)}
     if agent < n_channels:
@@ -360,6 +362,7 @@ def channel_roles(n_channels: int, channels: ChannelSettings,
 # Phrases only the agent's side of a service call says: speechqa/data/agent_cues_zh.toml, or a
 # site's file ([channels] agent_cues_file).
 AGENT_CUES_FILE = "agent_cues_zh.toml"
+SWAP_MARGIN = 4  # points of agent_script_score the other channel must lead by to swap
 
 
 @dataclass(frozen=True, eq=False)
@@ -369,6 +372,7 @@ class AgentCues:
     source: str
     script: re.Pattern[str]
     polite: tuple[str, ...]
+    customer: re.Pattern[str] | None = None  # what the caller's side says (我想, 你们 …)
 
 
 _agent_cues_site: dict[str, str] = {}  # the run's [channels] agent_cues_file, set by load_agent_cues
@@ -380,11 +384,16 @@ def _load_agent_cues(path: str) -> AgentCues:
 
     data, source = read_toml(path, AGENT_CUES_FILE, "[channels] agent_cues_file")
     c = Checker(source)
-    c.table(data, "", ("script",), ("script",))
+    c.table(data, "", ("script", "customer"), ("script",))
     table = c.table(data["script"], "[script]", ("patterns", "polite"), ("patterns",))
     patterns = c.strings(table["patterns"], "[script]", "patterns", regex=True)
     polite = c.strings(table.get("polite", []), "[script]", "polite", allow_empty=True)
-    return AgentCues(source, re.compile("|".join(f"(?:{p})" for p in patterns)), polite)
+    customer = None
+    if "customer" in data:
+        ctable = c.table(data["customer"], "[customer]", ("patterns",), ("patterns",))
+        cpatterns = c.strings(ctable["patterns"], "[customer]", "patterns", regex=True)
+        customer = re.compile("|".join(f"(?:{p})" for p in cpatterns))
+    return AgentCues(source, re.compile("|".join(f"(?:{p})" for p in patterns)), polite, customer)
 
 
 def load_agent_cues(path: str = "") -> AgentCues:
@@ -397,9 +406,13 @@ def load_agent_cues(path: str = "") -> AgentCues:
 
 
 def agent_script_score(text: str, cues: AgentCues | None = None) -> int:
-    """How much a channel's text sounds like the agent: script phrases, plus the polite 您."""
+    """How much a channel's text sounds like the agent: script phrases, plus the polite 您,
+    minus what the caller's side says (each hit 2)."""
     cues = cues or _load_agent_cues(_agent_cues_site.get("path", ""))
-    return 2 * len(cues.script.findall(text)) + sum(text.count(ch) for ch in cues.polite) // 2
+    score = 2 * len(cues.script.findall(text)) + sum(text.count(ch) for ch in cues.polite) // 2
+    if cues.customer is not None:
+        score -= 2 * len(cues.customer.findall(text))
+    return score
 
 
 @dataclass(frozen=True)
