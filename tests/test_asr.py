@@ -172,3 +172,16 @@ def test_speech_without_words_is_found_for_a_second_pass():
     gaps = asr.untranscribed_speech(x, rate, heard)
     assert len(gaps) == 1 and abs(gaps[0][0] - 10.0) < 0.2 and abs(gaps[0][1] - 13.0) < 0.2
     assert asr.untranscribed_speech(x[: rate * 5], rate, heard[:1]) == []
+
+
+def test_channels_swap_when_the_customer_side_sounds_like_the_agent_and_the_agent_side_like_a_caller():
+    from speechqa.config import ChannelSettings
+
+    agent_side = "喂你好，我想问一下我的订单怎么回事，为什么还没到？你们到底什么时候发货"  # really the caller
+    customer_side = "您好，请您稍等，我帮您查询一下。给您添麻烦了，请问还有什么可以帮您"  # really the agent
+    assert asr.agent_script_score(agent_side) < 0 < asr.agent_script_score(customer_side)
+    swapped = asr.channel_roles(2, ChannelSettings(), {0: agent_side, 1: customer_side})
+    assert swapped == {0: "customer", 1: "agent"}
+    # two agent-like sides within the margin keep the configured roles
+    both = "您好请您稍等"
+    assert asr.channel_roles(2, ChannelSettings(), {0: both, 1: both + "，帮您"}) == {0: "agent", 1: "customer"}
