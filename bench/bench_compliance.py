@@ -14,8 +14,10 @@ separately:
 Per set: ``item_accuracy`` (agreement over pass / fail / N/A, all items of all calls), the
 violation precision / recall / F1 (a failed item is the positive class: it is what a reviewer
 acts on), per-item precision / recall / F1 / agreement, ``false_auto_fails`` (calls
-auto-failed whose truth passes every auto-fail item), ``missed_auto_fails``, and the PII leaks
-in every table the run wrote (``bench/leaks.py``). Wrong outcomes are listed as ``#`` lines
+auto-failed whose truth passes every auto-fail item), ``missed_auto_fails``, how often the
+sound-alike search matches agent turns that do not say the phrase (``sound_false_match_rate``,
+``bench/phonetic_rate.py``), and the PII leaks in every table the run wrote
+(``bench/leaks.py``). Wrong outcomes are listed as ``#`` lines
 with the evidence or the agent's turns, for whoever tunes the scorecard (on the dev set only).
 
 Speed: the results, cycled to 1,000 calls, against a 40-item scorecard (the shipped items
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import leaks  # noqa: E402
+import phonetic_rate  # noqa: E402
 
 from speechqa.compliance import load_scorecard, score_call  # noqa: E402
 from speechqa.config import load_settings  # noqa: E402
@@ -123,6 +126,8 @@ def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
         total.numbers += rep.numbers
         total.leaks += rep.leaks
         total.other_digit_runs += rep.other_digit_runs
+    for line in phonetic_rate.rate_lines(prefix, results, scorecard):
+        print(line)
     for line in leaks.summary_lines(prefix, total):
         print(line)
     for line in leaks.leak_details(total) + wrong:
