@@ -1,6 +1,6 @@
 """Scorecard accuracy and PII leaks on the dev and the held-out evaluation calls; scorecard speed.
 
-    .venv/bin/python bench/bench_compliance.py [--rules FILE] [--sets dev,eval] [--no-speed]
+    .venv/bin/python bench/bench_compliance.py [--rules FILE] [--sets dev,eval,eval2] [--no-speed]
 
 Accuracy: the real batch (real model, real audio, transcript cache in ``out/.bench-cache``)
 scored with the shipped scorecard (or ``--rules``), each item's outcome compared with the
@@ -10,6 +10,8 @@ separately:
 * ``dev_``: ``recordings/`` and ``tests/fixtures/calls``: the calls the analytics were built on;
 * ``eval_``: ``bench/eval/calls`` (issue 9): new wording, voices and companies that nobody
   tunes on. Do not copy its lines into the scorecard, lexicons or tests.
+* ``eval2_``: ``bench/eval2/calls``: a second held-out set, unseen while bench/eval was used to
+  fix the analytics. Look only at its numbers, not at its wrong-outcome lines.
 
 Per set: ``item_accuracy`` (agreement over pass / fail / N/A, all items of all calls), the
 violation precision / recall / F1 (a failed item is the positive class: it is what a reviewer
@@ -47,6 +49,7 @@ from speechqa.pipeline import run_batch  # noqa: E402
 SETS = {
     "dev": (ROOT / "recordings", ROOT / "tests" / "fixtures" / "calls"),
     "eval": (ROOT / "bench" / "eval" / "calls",),
+    "eval2": (ROOT / "bench" / "eval2" / "calls",),
 }
 OUTCOME = {True: "pass", False: "fail", None: "na"}
 
@@ -138,7 +141,8 @@ def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", help="scorecard TOML (default: the shipped one)")
-    parser.add_argument("--sets", default="dev,eval", help="comma-separated: dev, eval (default both)")
+    parser.add_argument("--sets", default="dev,eval,eval2",
+                        help="comma-separated: dev, eval, eval2 (default all)")
     parser.add_argument("--no-speed", action="store_true", help="skip the scorecard speed part")
     args = parser.parse_args()
     wanted = [s.strip() for s in args.sets.split(",") if s.strip()]

@@ -1,10 +1,11 @@
 """PII leaks under ASR variants: does masking hold when the transcript changes?
 
-    .venv/bin/python bench/bench_pii.py [--variants default,beam1,...] [--sets dev,eval]
+    .venv/bin/python bench/bench_pii.py [--variants default,beam1,...] [--sets dev,eval,eval2]
 
 Runs ``speechqa run`` as a subprocess (each with its own transcript cache under
 ``out/.bench-pii/<variant>/`` and a throwaway history store; QA sampling off) on the
-committed ``recordings/`` (``dev``) and the held-out ``bench/eval/calls`` (``eval``), then
+committed ``recordings/`` (``dev``) and the held-out ``bench/eval/calls`` (``eval``) and
+``bench/eval2/calls`` (``eval2``), then
 checks every CSV table the run wrote for the true numbers of the calls' ``truth.json`` with
 ``bench/leaks.py`` (a leak = six or more consecutive digits of a true number in one cell,
 Chinese digit characters read as digits, whitespace and punctuation ignored).
@@ -51,7 +52,8 @@ sys.path.insert(0, str(ROOT))
 
 import leaks  # noqa: E402
 
-SETS = {"dev": ROOT / "recordings", "eval": ROOT / "bench" / "eval" / "calls"}
+SETS = {"dev": ROOT / "recordings", "eval": ROOT / "bench" / "eval" / "calls",
+        "eval2": ROOT / "bench" / "eval2" / "calls"}
 VARIANTS: dict[str, dict] = {
     "default": {"env": {}},
     "beam1": {"env": {"SPEECHQA_ASR_BEAM_SIZE": "1"}},
@@ -168,8 +170,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, of: {', '.join(VARIANTS)} (default all)")
-    parser.add_argument("--sets", default="dev,eval",
-                        help="comma-separated: dev (recordings/), eval (bench/eval/calls)")
+    parser.add_argument("--sets", default="dev,eval,eval2",
+                        help="comma-separated: dev (recordings/), eval (bench/eval/calls), "
+                             "eval2 (bench/eval2/calls)")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
