@@ -340,16 +340,20 @@ def channel_roles(n_channels: int, channels: ChannelSettings,
     """Stereo maps channels to agent/customer by config; mono and extra channels are unknown.
 
     With ``channels.detect`` and the channels' texts, the two are swapped when the configured
-    customer side sounds clearly more like the agent than the configured agent side: its
-    :func:`agent_script_score` (the agent's script, minus the caller's own phrases) is at
-    least 3, and more than twice the other side's and ``SWAP_MARGIN`` above it.
+    customer side sounds clearly more like the agent than the configured agent side, by
+    :func:`agent_script_score` (the agent's script, minus the caller's own phrases): it is at
+    least 3, more than twice the other side's and 3 above it; or the configured agent side
+    scores below zero (it talks like a caller), the other side does not, and the gap is at
+    least ``SWAP_MARGIN`` (a curt agent says little of the script).
     """
     if n_channels < 2:
         return {0: "unknown"}
     agent, customer = channels.agent, channels.customer
     if channels.detect and texts is not None and agent < n_channels and customer < n_channels:
         a, c = agent_script_score(texts.get(agent, "")), agent_script_score(texts.get(customer, ""))
-        if c >= 3 and c > max(2 * a, a + SWAP_MARGIN):
+        agent_like = c >= 3 and c > 2 * a and c - a >= 3
+        caller_like = a < 0 <= c and c - a >= SWAP_MARGIN  # the "agent" side talks like the caller
+        if agent_like or caller_like:
             agent, customer = customer, agent
     roles: dict[int, Role] = {ch: "unknown" for ch in range(n_channels)}
     if agent < n_channels:

@@ -182,6 +182,9 @@ def test_channels_swap_when_the_customer_side_sounds_like_the_agent_and_the_agen
     assert asr.agent_script_score(agent_side) < 0 < asr.agent_script_score(customer_side)
     swapped = asr.channel_roles(2, ChannelSettings(), {0: agent_side, 1: customer_side})
     assert swapped == {0: "customer", 1: "agent"}
+    # a curt agent who says little of the script, opposite a side that talks like a caller
+    curt = "说吧。这个我们管不了，查不到"
+    assert asr.channel_roles(2, ChannelSettings(), {0: agent_side, 1: curt}) == {0: "customer", 1: "agent"}
     # two agent-like sides within the margin keep the configured roles
     both = "您好请您稍等"
     assert asr.channel_roles(2, ChannelSettings(), {0: both, 1: both + "，帮您"}) == {0: "agent", 1: "customer"}
