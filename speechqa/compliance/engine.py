@@ -197,17 +197,17 @@ class CallView:
         key = (phrase, threshold)
         if key in self._matches:
             return self._matches[key]
-        from speechqa.phonetic import find_sounds, fuzzy, phrase_pinyin
+        from speechqa.phonetic import find_sounds
 
         found: dict[int, SoundMatch] = {}
-        want = phrase_pinyin(phrase)
+        want = _fuzzy_pinyin(phrase)
         heard = self.syllable_index()
-        if all(want) and sum(fuzzy(w) in heard for w in want) >= min_same_syllables(len(phrase)):  # type: ignore[arg-type]
+        if want is not None and sum(map(heard.__contains__, want)) >= min_same_syllables(len(phrase)):
             index = self.syllable_index()
             min_same = min_same_syllables(len(phrase))
             votes: dict[tuple[int, int], int] = {}
             for k, w in enumerate(want):
-                for i, p in index.get(fuzzy(w), ()):  # type: ignore[arg-type]
+                for i, p in index.get(w, ()):
                     if p >= k:
                         votes[(i, p - k)] = votes.get((i, p - k), 0) + 1
             starts: dict[int, list[int]] = {}
@@ -265,6 +265,15 @@ class CallView:
         n = ends[k] - before
         inside = (target - before) / n if n else 0.0
         return round(w.start + min(max(inside, 0.0), 1.0) * (w.end - w.start), 3)
+
+
+@lru_cache(maxsize=8192)
+def _fuzzy_pinyin(phrase: str) -> tuple[str, ...] | None:
+    """The fuzzy syllables of a phrase, None when a character has no pinyin (cached)."""
+    from speechqa.phonetic import fuzzy, phrase_pinyin
+
+    want = phrase_pinyin(phrase)
+    return tuple(fuzzy(w) for w in want) if all(want) else None  # type: ignore[arg-type]
 
 
 def min_same_syllables(n: int) -> int:
