@@ -236,12 +236,12 @@ def cues(text: str, vocab: Vocabulary | None = None) -> list[tuple[str, bool, in
 
 def text_features(text: str, vocab: Vocabulary | None = None) -> list[str]:
     """The model's features of already-normalised text (see the module docstring); may repeat."""
-    from speechqa.text import tokenizer
+    from speechqa.text import cut
 
     negators = (vocab or vocabulary()).cues.negators
     out: list[str] = []
     flip = 0
-    for word in tokenizer().cut(text, HMM=False):
+    for word in cut(text):
         if _PUNCT.fullmatch(word):
             if "!" in word or "?" in word:
                 out.append("p:" + ("!" if "!" in word else "?"))

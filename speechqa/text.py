@@ -396,6 +396,22 @@ def word_frequency(word: str) -> int:
     return int(tokenizer().FREQ.get(word, 0))
 
 
+@lru_cache(maxsize=65536)
+def _cut(tok: Any, n_words: int, total: int, text: str) -> tuple[str, ...]:
+    return tuple(tok.cut(text, HMM=False))
+
+
+def cut(text: str, tok: Any = None) -> tuple[str, ...]:
+    """``tok.cut(text, HMM=False)`` (default: :func:`tokenizer`), cached per text and per
+    state of the tokenizer's dictionary (its word count and total frequency, which
+    ``add_word`` and ``del_word`` change); an object without them is not cached."""
+    tok = tokenizer() if tok is None else tok
+    freq, total = getattr(tok, "FREQ", None), getattr(tok, "total", None)
+    if not isinstance(freq, dict) or not isinstance(total, int | float):
+        return tuple(tok.cut(text, HMM=False))
+    return _cut(tok, len(freq), total, text)
+
+
 def token_bounds(text: str) -> frozenset[int]:
     """Character offsets where jieba's segmentation puts a word boundary."""
     bounds = {0}
@@ -418,7 +434,7 @@ def tokens(text: str, tokenizer: Any = None) -> tuple[str, ...]:
         if i % 2:
             out.append(part)
             continue
-        out.extend(t for t in tok.cut(part, HMM=False) if any(c.isalnum() for c in t))
+        out.extend(t for t in cut(part, tok) if any(c.isalnum() for c in t))
     return tuple(out)
 
 
