@@ -129,11 +129,16 @@ class _Span(NamedTuple):
 
 
 def _floor_ms(t: float) -> float:
-    return math.floor(t * 1000 + 1e-6) / 1000
+    """``t`` rounded down to the millisecond (2.0 written as 1.9999999999999996 is 2.0), never
+    above ``t``: a clip must still hold the evidence it was cut for."""
+    v = math.floor(t * 1000 + 1e-6) / 1000
+    return v if v <= t else round(v - 0.001, 3)
 
 
 def _ceil_ms(t: float) -> float:
-    return math.ceil(t * 1000 - 1e-6) / 1000
+    """``t`` rounded up to the millisecond, never below ``t``."""
+    v = math.ceil(t * 1000 - 1e-6) / 1000
+    return v if v >= t else round(v + 0.001, 3)
 
 
 def widen(start: float, end: float, words: Sequence[Word], duration: float,

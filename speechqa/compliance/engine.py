@@ -495,9 +495,10 @@ def evaluate(cond: Condition, view: CallView) -> Outcome:
         inner = evaluate(cond.part, view)
         if not inner.ok:
             return Outcome(True, inner.hits)
-        first = min(inner.hits, key=lambda h: h.start) if inner.hits else None
+        said = tuple(sorted(inner.hits, key=lambda h: h.start))  # the evidence is the first thing said
+        first = said[0] if said else None
         reason = f"said {first.text!r} at {first.start:.1f}s" if first else "the condition held"
-        return Outcome(False, inner.hits, reason)
+        return Outcome(False, said, reason)
     raise TypeError(f"unknown condition {cond!r}")
 
 
