@@ -230,7 +230,7 @@ def _chain_spans(text: str, chain: list[_Group], loose_min_digits: int = 11) -> 
         n = sum(len(g.digits) for g in run)
         if 4 <= n <= 10 and _CODE_WORD.search(text, max(0, run[0].start - 8), run[0].start):
             spans.append(PiiSpan("code", run[0].start, run[-1].end, MASKS["code"]))
-        elif n >= loose_min_digits:
+        elif n >= loose_min_digits and (n >= 11 or not _after_keep_word(text, run[0].start)):
             spans.append(PiiSpan("number", run[0].start, run[-1].end, MASKS["number"]))
     return spans
 
@@ -338,6 +338,7 @@ def _reading(chars: Sequence[tuple[int, str]]) -> str:
 
 _SPOKEN_MIN_DIGITS = 7
 _SPOKEN_MIN_REAL = 0.6
+LOOSE_MIN_DIGITS = 6  # a digit string of no type is masked from this many digits on
 _ARABIC = frozenset("0123456789０１２３４５６７８９")
 
 
@@ -406,11 +407,15 @@ def find_pii(text: str, *, context: int | None = None, loose_min_digits: int = 1
     return _with_fragments(text, sorted(spans, key=lambda s: s.start))
 
 
+def _after_keep_word(text: str, start: int) -> bool:
+    """Whether a number starting at ``start`` follows a keep-readable word (工号8012)."""
+    before = text[max(0, start - 6): start].rstrip(" ，,:：是为")
+    return before.endswith(number_cues().keep_after)
+
+
 def _kept(text: str, span: PiiSpan) -> bool:
     """Whether a number is a staff number that stays readable (工号8012, 8012号客服)."""
-    cues = number_cues()
-    before = text[max(0, span.start - 6): span.start].rstrip(" ，,:：是为")
-    return before.endswith(cues.keep_after) or text.startswith(cues.keep_before, span.end)
+    return _after_keep_word(text, span.start) or text.startswith(number_cues().keep_before, span.end)
 
 
 def _with_fragments(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
@@ -540,15 +545,15 @@ def number_contexts(turns: Sequence[Turn], cues: NumberCues) -> dict[int, int]:
     agent's read-back (我重复一遍, 跟您核对一下 …) is one as a whole. So is every turn after an
     agent's (on a mono call: anyone's) turn that names a number, up to the agent's next
     question that names none, and at most ``window_s`` later: the customer's answer, however
-    many turns ASR cut it into.
+    many turns ASR cut it into. A customer naming a number opens no window: what the customer
+    says next (我要打12315投诉) is not an answer to it.
     """
     found: dict[int, int] = {}
-    mono = not any(t.role in ("agent", "customer") for t in turns)
     open_until: float | None = None
     for i, t in enumerate(turns):
         text = t.text
         at = _number_at(text, cues)
-        asks = t.role == "agent" or mono
+        asks = t.role != "customer"  # the agent, or anyone on a mono call
         if open_until is not None:
             if t.start > open_until or (asks and at is None and _is_question(text, cues)):
                 open_until = None
@@ -556,7 +561,7 @@ def number_contexts(turns: Sequence[Turn], cues: NumberCues) -> dict[int, int]:
                 found[i] = 0
         if at is not None:
             found[i] = min(found.get(i, at), at)
-        if t.role != "customer" and any(r in text for r in cues.readbacks):
+        if asks and any(r in text for r in cues.readbacks):
             found[i] = 0
         if at is not None and asks:
             open_until = t.end + cues.window_s
@@ -623,10 +628,12 @@ def redact_turn(turn: Turn, *, context: int | None = None) -> tuple[Turn, tuple[
     ``redaction`` event per masked span, timed by the words it covers.
 
     ``context``: the turn is a number context from this offset of its text on
-    (:func:`number_contexts`). A customer's (or a mono call's) digit string is masked from
-    six digits on, an agent's from eleven.
+    (:func:`number_contexts`). A digit string that fits no type is masked from six digits
+    on (``LOOSE_MIN_DIGITS``), whoever said it: roles can be wrong (a stereo call wired the
+    other way round), and six digits in a row are a fragment of someone's number. Staff
+    numbers after 工号 / 编号 (``keep_after``) stay.
     """
-    loose = 11 if turn.role == "agent" else 6
+    loose = LOOSE_MIN_DIGITS
     text, spans = redact_text(turn.text, context=context, loose_min_digits=loose)
     corrections = tuple(scrub(c) for c in turn.corrections)
     joined = "".join(w.word for w in turn.words)

@@ -414,11 +414,14 @@ def test_density_masks_a_mostly_digit_span_without_context_and_keeps_counts_and_
         assert redact_text(kept)[0] == kept
 
 
-def test_six_digits_in_a_customer_turn_are_a_fragment_of_their_number():
+def test_six_digits_in_a_row_are_a_fragment_of_someones_number_whoever_said_them():
     customer = call_turn(1.0, 3.0, "号码是138123", role="customer")
-    agent = call_turn(1.0, 3.0, "活动编号是138123", role="agent")
+    # a stereo call wired the other way round: the customer's words on the "agent" channel
+    swapped = call_turn(1.0, 3.0, "好的，是381234", role="agent")
+    staff = call_turn(1.0, 3.0, "活动编号是138123", role="agent")
     assert process_turns([customer], TextSettings())[0][0].text == "号码是[号码]"
-    assert process_turns([agent], TextSettings())[0][0].text == "活动编号是138123"
+    assert process_turns([swapped], TextSettings())[0][0].text == "好的，是[号码]"
+    assert process_turns([staff], TextSettings())[0][0].text == "活动编号是138123"
 
 
 def _call(*lines):
