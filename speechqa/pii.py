@@ -48,7 +48,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from speechqa.calls import Event, Turn, Word
@@ -490,22 +489,9 @@ def parse_number_cues(data: dict[str, Any], source: str) -> NumberCues:
 @lru_cache(maxsize=8)
 def number_cues(path: str = "") -> NumberCues:
     """The number cues at ``path``, or the shipped ones (loaded once per process)."""
-    import tomllib
-    from importlib import resources
+    from speechqa.vocab import read_toml
 
-    if path:
-        source = path
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{path}: number cue file cannot be read ({exc.strerror or exc})") from None
-    else:
-        source = "speechqa/data/pii_zh.toml"
-        raw = (resources.files("speechqa") / "data" / "pii_zh.toml").read_bytes()
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    data, source = read_toml(path, "pii_zh.toml", "[text] pii_cues_file")
     return parse_number_cues(data, source)
 
 

@@ -32,23 +32,31 @@ if TYPE_CHECKING:
     from speechqa.config import Settings
 
 
-def read_toml(path: str, shipped: str, setting: str) -> tuple[dict[str, Any], str]:
-    """The parsed TOML at ``path`` (empty: ``speechqa/data/<shipped>``) and the name errors use."""
+def read_bytes(path: str, shipped: str, missing: str) -> tuple[bytes, str]:
+    """The bytes of the data file at ``path`` (empty: ``speechqa/data/<shipped>``) and the name
+    errors use; ``missing`` is what a missing file is called (``vocabulary file not found
+    ([text] pii_cues_file)``)."""
     if not path:
-        source = shipped
-        raw = (resources.files("speechqa") / "data" / shipped).read_bytes()
-    else:
-        source = str(path)
-        try:
-            raw = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: vocabulary file not found ({setting})") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot be read ({exc.strerror}) ({setting})") from None
+        return (resources.files("speechqa") / "data" / shipped).read_bytes(), f"speechqa/data/{shipped}"
     try:
-        return tomllib.loads(raw.decode("utf-8")), source
+        return Path(path).read_bytes(), str(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {missing}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def parse_toml(raw: bytes, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+
+
+def read_toml(path: str, shipped: str, setting: str) -> tuple[dict[str, Any], str]:
+    """The parsed TOML at ``path`` (empty: ``speechqa/data/<shipped>``) and the name errors use."""
+    raw, source = read_bytes(path, shipped, f"vocabulary file not found ({setting})")
+    return parse_toml(raw, source), source
 
 
 class Checker:

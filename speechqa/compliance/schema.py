@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -506,21 +505,7 @@ def parse_scorecard(data: dict[str, Any], source: str, sha256: str = "") -> Scor
 
 def load_scorecard(path: Path | str | None = None) -> Scorecard:
     """The scorecard at ``path``, or the shipped default for Mandarin service calls."""
-    if path is None or str(path) == "":
-        from importlib import resources
+    from speechqa.vocab import parse_toml, read_bytes
 
-        source = "speechqa/data/scorecard_zh.toml"
-        raw = (resources.files("speechqa") / "data" / "scorecard_zh.toml").read_bytes()
-    else:
-        source = str(path)
-        try:
-            raw = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: rules file not found") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
-    return parse_scorecard(data, source, hashlib.sha256(raw).hexdigest())
+    raw, source = read_bytes(str(path or ""), "scorecard_zh.toml", "rules file not found")
+    return parse_scorecard(parse_toml(raw, source), source, hashlib.sha256(raw).hexdigest())
