@@ -62,8 +62,11 @@ def char_pinyin(ch: str) -> str | None:
     return lazy_pinyin(ch)[0] if is_han(ch) else None
 
 
+@lru_cache(maxsize=65536)
 def pinyin(text: str) -> tuple[str | None, ...]:
-    return tuple(char_pinyin(ch) for ch in text)
+    """:func:`char_pinyin` of each character (cached per text: PII, sentiment and the
+    compliance engine each ask for a turn's syllables)."""
+    return tuple(map(char_pinyin, text))
 
 
 @lru_cache(maxsize=4096)
