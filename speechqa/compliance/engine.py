@@ -334,19 +334,29 @@ def _phrases(cond: Phrases, view: CallView) -> Outcome:
     return Outcome(True, hits)
 
 
-def _sound_units(text: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def _sound_units(text: str) -> tuple[str, ...]:
     """Initials and finals of the fuzzy syllables (a misheard syllable often keeps one of
-    them: 欢 huan / 华 hua); characters without pinyin stand for themselves."""
-    from speechqa.phonetic import fuzzy, pinyin, split_syllable
+    them: 欢 huan / 华 hua); characters without pinyin stand for themselves. Cached per text:
+    the examples are the same on every call and every turn."""
+    from speechqa.phonetic import pinyin
 
     out: list[str] = []
     for ch, syllable in zip(text, pinyin(text), strict=True):
         if syllable is None:
             out.append(ch)
         else:
-            initial, final = split_syllable(fuzzy(syllable))
-            out.extend((initial + "-", final))
-    return out
+            out.extend(_syllable_units(syllable))
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _syllable_units(syllable: str) -> tuple[str, str]:
+    """(initial + "-", final) of a syllable's fuzzy form (cached)."""
+    from speechqa.phonetic import fuzzy, split_syllable
+
+    initial, final = split_syllable(fuzzy(syllable))
+    return initial + "-", final
 
 
 def similarity(example: str, text: str) -> float:
