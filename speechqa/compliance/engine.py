@@ -156,6 +156,8 @@ class CallView:
                         self.exact.setdefault(phrase, []).append((i, pos))
         self._sounds: dict[int, tuple[str | None, ...]] = {}
         self._index: dict[str, list[tuple[int, int]]] | None = None
+        self._flat: dict[str, list[int]] | None = None  # syllable_index's, positions packed
+        self._heard: dict[tuple[int, ...], frozenset[str]] = {}
         self._clock: dict[int, tuple[list[Word], list[int]]] = {}
         self._matches: dict[tuple[str, float], dict[int, SoundMatch]] = {}
 
@@ -195,36 +197,59 @@ class CallView:
         """The best span per turn that sounds like ``phrase`` at ``threshold``, over the whole
         call, found through an index of the call's syllables (cached per phrase)."""
         key = (phrase, threshold)
-        if key in self._matches:
-            return self._matches[key]
+        found = self._matches.get(key)
+        if found is not None:
+            return found
+        found = {}
+        self._matches[key] = found
+        want = _fuzzy_pinyin(phrase)
+        if want is None:
+            return found
+        if self._flat is None:
+            self.syllable_index()
+        heard: dict[str, list[int]] = self._flat  # type: ignore[assignment]
+        min_same = min_same_syllables(len(phrase))
+        if sum(map(heard.__contains__, want)) < min_same:
+            return found
         from speechqa.phonetic import find_sounds
 
-        found: dict[int, SoundMatch] = {}
-        want = _fuzzy_pinyin(phrase)
-        heard = self.syllable_index()
-        if want is not None and sum(map(heard.__contains__, want)) >= min_same_syllables(len(phrase)):
-            index = self.syllable_index()
-            min_same = min_same_syllables(len(phrase))
-            votes: dict[tuple[int, int], int] = {}
-            for k, w in enumerate(want):
-                for i, p in index.get(w, ()):
-                    if p >= k:
-                        votes[(i, p - k)] = votes.get((i, p - k), 0) + 1
-            starts: dict[int, list[int]] = {}
-            for (i, p), v in votes.items():
-                if v >= min_same:
+        # votes per start (turn, offset), a position packed as turn * _STRIDE + offset: a vote
+        # from before a turn's first character lands far past any other turn's end, and is
+        # dropped with the starts that lack votes
+        votes: dict[int, int] = {}
+        get = votes.get
+        for k, w in enumerate(want):
+            for g in heard.get(w, ()):
+                votes[g - k] = get(g - k, 0) + 1
+        starts: dict[int, list[int]] = {}
+        for g, v in votes.items():
+            if v >= min_same:
+                i, p = divmod(g, _STRIDE)
+                if p < _HALF_STRIDE:
                     starts.setdefault(i, []).append(p)
-            # a match must cost less than (1 - threshold) per syllable: at 0.75, a four-syllable
-            # phrase may not have two syllables that each keep only their final (帮您核查 /
-            # 帮您的吗), while a lost nasal and a new initial (欢迎 / 华宁) still pass at 0.7
-            max_cost = (1 - threshold) * len(phrase) - 1e-9
-            for i, positions in starts.items():
-                matches = find_sounds(self.texts[i], phrase, max_cost, self.sounds(i),
-                                      min_same=min_same, max_step=SAME_INITIAL_COST, starts=sorted(positions))
-                if matches:
-                    found[i] = matches[0]
-        self._matches[key] = found
+        if not starts:
+            return found
+        # a match must cost less than (1 - threshold) per syllable: at 0.75, a four-syllable
+        # phrase may not have two syllables that each keep only their final (帮您核查 /
+        # 帮您的吗), while a lost nasal and a new initial (欢迎 / 华宁) still pass at 0.7
+        max_cost = (1 - threshold) * len(phrase) - 1e-9
+        for i, positions in starts.items():
+            matches = find_sounds(self.texts[i], phrase, max_cost, self.sounds(i),
+                                  min_same=min_same, max_step=SAME_INITIAL_COST, starts=sorted(positions))
+            if matches:
+                found[i] = matches[0]
         return found
+
+    def heard_in(self, turns: Sequence[int]) -> frozenset[str]:
+        """The fuzzy syllables of some turns (cached per list of turns)."""
+        key = tuple(turns)
+        heard = self._heard.get(key)
+        if heard is None:
+            from speechqa.phonetic import fuzzy
+
+            heard = frozenset(fuzzy(s) for i in key for s in self.sounds(i) if s is not None)
+            self._heard[key] = heard
+        return heard
 
     def syllable_index(self) -> dict[str, list[tuple[int, int]]]:
         """Fuzzy syllable -> (turn, offset) over the call's match texts, built once."""
@@ -232,10 +257,13 @@ class CallView:
             from speechqa.phonetic import fuzzy
 
             self._index = {}
+            self._flat = {}
             for i in range(len(self.texts)):
                 for p, s in enumerate(self.sounds(i)):
                     if s is not None:
-                        self._index.setdefault(fuzzy(s), []).append((i, p))
+                        f = fuzzy(s)
+                        self._index.setdefault(f, []).append((i, p))
+                        self._flat.setdefault(f, []).append(i * _STRIDE + p)
         return self._index
 
     def hit(self, i: int, text: str, score: float = 1.0, offset: int | None = None) -> Hit:
@@ -267,6 +295,10 @@ class CallView:
         return round(w.start + min(max(inside, 0.0), 1.0) * (w.end - w.start), 3)
 
 
+_STRIDE = 1 << 32  # a turn's share of sound_matches' packed positions (far past any turn's length)
+_HALF_STRIDE = _STRIDE // 2
+
+
 @lru_cache(maxsize=8192)
 def _fuzzy_pinyin(phrase: str) -> tuple[str, ...] | None:
     """The fuzzy syllables of a phrase, None when a character has no pinyin (cached)."""
@@ -294,13 +326,21 @@ def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy:
     allowed = set(turns)
     hits: list[Hit] = []
     places = view.compiled.group_keys(group)  # exact hits in the order of the group's wordings
-    for _, key in sorted((n, k) for k in view.exact if k in places for n in places[k]):
+    exact = view.exact
+    shared = ([k for k in places if k in exact] if len(places) < len(exact)
+              else [k for k in exact if k in places])  # the order is the sort's
+    for _, key in sorted((n, k) for k in shared for n in places[k]):
         hits.extend(view.hit(i, key, 1.0, pos) for i, pos in view.exact[key] if i in allowed)
     if hits or fuzzy >= 1:
         return hits
+    heard = view.heard_in(turns)
     for phrase in cores or group:
         key = view.compiled.key.get(phrase) or _compact(phrase)
         if len(key) < 2:
+            continue
+        # a sound-alike in these turns needs enough of the phrase's syllables among theirs
+        want = _fuzzy_pinyin(key)
+        if want is None or sum(map(heard.__contains__, want)) < min_same_syllables(len(key)):
             continue
         for i, found in view.sound_matches(key, fuzzy).items():
             if i in allowed:
