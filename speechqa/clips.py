@@ -27,9 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -303,7 +304,8 @@ def candidates(result: CallResult, settings: ClipSettings | None = None,
 def clips_frame(results: Iterable[CallResult], settings: ClipSettings | None = None,
                 scorecard: Scorecard | None = None) -> pd.DataFrame:
     """The ``training_clips`` table: every call's candidates, one row per clip."""
-    rows = [asdict(c) | {"duration": c.duration} for r in results for c in candidates(r, settings, scorecard)]
+    values = operator.attrgetter(*COLUMNS)  # a Clip's fields are plain values: no asdict deep copy
+    rows = [values(c) for r in results for c in candidates(r, settings, scorecard)]
     df = pd.DataFrame(rows, columns=COLUMNS)
     for column in ("start", "end", "duration"):
         df[column] = df[column].astype("float64")

@@ -7,6 +7,7 @@ reader (or a run killed half way) never sees a half-written table.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,9 @@ def scorecards_frame(calls: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         ok[column] = ok[column].fillna("").astype(str)
 
     def top_failures(items: pd.Series) -> str:
-        counts = pd.Series([i for s in items.dropna() for i in str(s).split(";") if i]).value_counts()
-        return ";".join(f"{k}:{v}" for k, v in counts.head(3).items())
+        # most_common keeps first-seen order among equal counts, as value_counts does here
+        counts = Counter(i for s in items.dropna() for i in str(s).split(";") if i)
+        return ";".join(f"{k}:{v}" for k, v in counts.most_common(3))
 
     g = ok.groupby(by, sort=True)
     out = pd.DataFrame({
