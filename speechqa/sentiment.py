@@ -41,7 +41,6 @@ read-only afterwards, so the functions are safe to call from several threads.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import math
@@ -56,7 +55,7 @@ import numpy as np
 
 from speechqa.calls import CallSentiment, Event, RoleSentiment, Turn
 from speechqa.config import SentimentSettings
-from speechqa.text import CLAUSE_BREAKS, PUNCT_RUN, clause_text, is_backchannel
+from speechqa.text import CLAUSE_BREAKS, PUNCT_RUN, _replaced, clause_text, is_backchannel
 from speechqa.vocab import Checker, read_toml
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "sentiment" / "model.json.gz"
@@ -419,7 +418,7 @@ def score_turns(turns: Sequence[Turn], model: Model | None = None,
                 vocab: Vocabulary | None = None) -> tuple[Turn, ...]:
     """Copies of ``turns`` with ``sentiment`` set, scored from ``match_text`` (else ``text``)."""
     scores = score_texts([t.match_text or t.text for t in turns], model=model, vocab=vocab)
-    return tuple(dataclasses.replace(t, sentiment=s) for t, s in zip(turns, scores, strict=True))
+    return tuple(_replaced(t, sentiment=s) for t, s in zip(turns, scores, strict=True))
 
 
 def _content_chars(turn: Turn) -> int:

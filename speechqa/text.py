@@ -31,7 +31,6 @@ file and a silenced logger, built lazily once per process and per user dictionar
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import tempfile
@@ -442,6 +441,16 @@ def tokens(text: str, tokenizer: Any = None) -> tuple[str, ...]:
 # The stage
 
 
+def _replaced(turn: Turn, **changes: Any) -> Turn:
+    """``dataclasses.replace(turn, **changes)`` without the keyword call through ``__init__``
+    (Turn is a frozen dataclass with no ``__post_init__``: the same object, cheaper per turn)."""
+    new = object.__new__(type(turn))
+    fields = new.__dict__
+    fields.update(turn.__dict__)
+    fields.update(changes)
+    return new
+
+
 def process_turns(turns: Sequence[Turn], settings: TextSettings) -> tuple[tuple[Turn, ...], tuple[Event, ...]]:
     """The text stage for one call: PII masked (when ``settings.redact_pii``), then the match
     text and tokens filled in. Returns new turns and the redaction events; changes nothing.
@@ -464,7 +473,7 @@ def process_turns(turns: Sequence[Turn], settings: TextSettings) -> tuple[tuple[
         match_text = normalize(turn.text)
         if "repetition" in turn.flags:
             match_text = collapse_loops(match_text)
-        out.append(dataclasses.replace(turn, match_text=match_text, tokens=tokens(turn.text, tok)))
+        out.append(_replaced(turn, match_text=match_text, tokens=tokens(turn.text, tok)))
     return tuple(out), tuple(events)
 
 
