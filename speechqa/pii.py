@@ -281,6 +281,8 @@ def _digit_runs(text: str, taken: list[tuple[int, int]]) -> list[_Run]:
     sides of it. A digit followed by a measure word or a date unit ends its run (三天, 2024年);
     a Chinese digit so followed never starts one (四位, 两个)."""
     runs: list[_Run] = []
+    if not any(map(sound_digit, text)):  # a run starts only at a digit or a sound digit
+        return runs
     cur: list[tuple[int, str]] = []
     i, n = 0, len(text)
 
@@ -501,12 +503,20 @@ def _noun_sounds(nouns: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], .
     return tuple((noun, tuple(fuzzy(s) for s in phrase_pinyin(noun) if s)) for noun in nouns if len(noun) >= 3)
 
 
+@lru_cache(maxsize=8)
+def _noun_pattern(nouns: tuple[str, ...]) -> re.Pattern[str]:
+    """Any of ``nouns``: the leftmost match starts where the first of them in a text does
+    (the smallest ``text.find(noun)``)."""
+    return re.compile("|".join(re.escape(noun) for noun in nouns) if nouns else "(?!)")
+
+
 def _number_at(text: str, cues: NumberCues) -> int | None:
     """Where ``text`` first names a kind of number, spelled or by sound (收集号 for 手机号),
     or None. The sound search runs only for nouns most of whose fuzzy syllables the text has."""
-    found = [i for i in (text.find(noun) for noun in cues.numbers) if i >= 0]
-    if found:
-        return min(found)
+    spelled = _noun_pattern(tuple(cues.numbers)).search(text)
+    if spelled:
+        return spelled.start()
+    found: list[int] = []
     sounds = pinyin(text)
     heard = {fuzzy(s) for s in sounds if s}
     for noun, want in _noun_sounds(tuple(cues.numbers)):
