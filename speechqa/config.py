@@ -28,29 +28,17 @@ DEFAULT_PROMPT = (
     "信用卡、理财、证券、贷款、课程报名、旅游线路、订单退款、宽带和话费的问题，我帮您查询一下。"
 )
 
-# Phrases Whisper produces from silence or music because they fill its subtitle training data.
-DEFAULT_JUNK_PHRASES = (
-    "字幕由Amara.org社区提供",
-    "请不吝点赞订阅转发打赏支持明镜与点点栏目",
-    "点赞订阅",
-    "订阅频道",
-    "优优独播剧场",
-    "YoYo Television Series Exclusive",
-    "中文字幕",
-    "字幕志愿者",
-    "字幕制作",
-    "谢谢观看",
-    "多多点赞",
-    "点赞关注",
-    "一键三连",
-    "欢迎订阅",
-    "感谢收看",
-    "感谢观看",
-    "下集再见",
-    "本期视频",
-    "Subtitles by",
-    "Thank you for watching",
-)
+def _default_junk_phrases() -> tuple[str, ...]:
+    """Phrases Whisper writes from silence or music (speechqa/data/junk_phrases_zh.toml)."""
+    from speechqa.vocab import Checker, read_toml
+
+    data, source = read_toml("", "junk_phrases_zh.toml", "[guards] junk_phrases")
+    c = Checker(source)
+    c.table(data, "", ("phrases",), ("phrases",))
+    return c.strings(data["phrases"], "", "phrases")
+
+
+DEFAULT_JUNK_PHRASES = _default_junk_phrases()
 
 
 @dataclass(frozen=True)

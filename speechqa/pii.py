@@ -78,7 +78,6 @@ _DIGIT_VALUE: dict[str, str] = {
 _CN_DIGITS = "".join(CN_DIGIT_VALUES)
 _GROUP = re.compile(f"[0-9０-９{_CN_DIGITS}]+(?:[Xx叉](?![A-Za-z]))?")
 _SEPARATOR = re.compile(r"(?:[\s\-－—–‐‑_,，、.。·/]|嗯|呃|额|啊){1,4}")
-_CODE_WORD = re.compile(r"密码|验证码|校验码|动态码|口令")
 _EMAIL = re.compile(
     f"[A-Za-z0-9{_CN_DIGITS}][A-Za-z0-9{_CN_DIGITS}._%+\\-]*"
     r"\s*(?:@|＠|艾特|(?<=\s)at(?=\s))\s*"
@@ -206,7 +205,9 @@ def _typed_at(chain: list[_Group], i: int) -> tuple[int, int, str] | None:
     return best
 
 
-def _chain_spans(text: str, chain: list[_Group], loose_min_digits: int = 11) -> list[PiiSpan]:
+def _chain_spans(text: str, chain: list[_Group], loose_min_digits: int = 11,
+                 cues: NumberCues | None = None) -> list[PiiSpan]:
+    cues = cues or number_cues()
     spans: list[PiiSpan] = []
     loose: list[list[_Group]] = [[]]
     i = 0
@@ -227,9 +228,9 @@ def _chain_spans(text: str, chain: list[_Group], loose_min_digits: int = 11) -> 
         if not run:
             continue
         n = sum(len(g.digits) for g in run)
-        if 4 <= n <= 10 and _CODE_WORD.search(text, max(0, run[0].start - 8), run[0].start):
+        if 4 <= n <= 10 and cues.code_words.search(text, max(0, run[0].start - 8), run[0].start):
             spans.append(PiiSpan("code", run[0].start, run[-1].end, MASKS["code"]))
-        elif n >= loose_min_digits and (n >= 11 or not _after_keep_word(text, run[0].start)):
+        elif n >= loose_min_digits and (n >= 11 or not _after_keep_word(text, run[0].start, cues)):
             spans.append(PiiSpan("number", run[0].start, run[-1].end, MASKS["number"]))
     return spans
 
@@ -388,7 +389,8 @@ def _spoken_numbers(text: str, taken: list[tuple[int, int]], *, context: bool = 
     return spans
 
 
-def find_pii(text: str, *, context: int | None = None, loose_min_digits: int = 11) -> list[PiiSpan]:
+def find_pii(text: str, *, context: int | None = None, loose_min_digits: int = 11,
+             cues: NumberCues | None = None) -> list[PiiSpan]:
     """The PII in ``text``, as non-overlapping spans sorted by position.
 
     ``context``: the text is a number context from this character offset on (see
@@ -400,23 +402,23 @@ def find_pii(text: str, *, context: int | None = None, loose_min_digits: int = 1
     spans = [PiiSpan("email", m.start(), m.end(), MASKS["email"]) for m in _EMAIL.finditer(text)]
     taken = [(s.start, s.end) for s in spans]
     for chain in _chains(text, taken):
-        spans.extend(_chain_spans(text, chain, loose_min_digits))
+        spans.extend(_chain_spans(text, chain, loose_min_digits, cues))
     spans.extend(_spoken_numbers(text, [(s.start, s.end) for s in spans]))
     if context is not None:
         loose = _spoken_numbers(text, [(s.start, s.end) for s in spans], context=True)
-        spans.extend(s for s in loose if s.start >= context and not _kept(text, s))
+        spans.extend(s for s in loose if s.start >= context and not _kept(text, s, cues or number_cues()))
     return _with_fragments(text, sorted(spans, key=lambda s: s.start))
 
 
-def _after_keep_word(text: str, start: int) -> bool:
+def _after_keep_word(text: str, start: int, cues: NumberCues) -> bool:
     """Whether a number starting at ``start`` follows a keep-readable word (工号8012)."""
     before = text[max(0, start - 6): start].rstrip(" ，,:：是为")
-    return before.endswith(number_cues().keep_after)
+    return before.endswith(cues.keep_after)
 
 
-def _kept(text: str, span: PiiSpan) -> bool:
+def _kept(text: str, span: PiiSpan, cues: NumberCues) -> bool:
     """Whether a number is a staff number that stays readable (工号8012, 8012号客服)."""
-    return _after_keep_word(text, span.start) or text.startswith(number_cues().keep_before, span.end)
+    return _after_keep_word(text, span.start, cues) or text.startswith(cues.keep_before, span.end)
 
 
 def _with_fragments(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
@@ -468,11 +470,16 @@ class NumberCues:
     keep_before: tuple[str, ...]
     window_s: float
     source: str = ""
+    codes: tuple[str, ...] = ()  # words before a secret code (密码, 验证码 …)
+
+    @property
+    def code_words(self) -> re.Pattern[str]:
+        return _alternation(self.codes)
 
 
 def parse_number_cues(data: dict[str, Any], source: str) -> NumberCues:
     """Validate a number-cue table; raises ConfigError naming the file and the key."""
-    lists = ("numbers", "readbacks", "questions", "keep_after", "keep_before")
+    lists = ("numbers", "readbacks", "questions", "keep_after", "keep_before", "codes")
     unknown = sorted(set(data) - {*lists, "window_s"})
     if unknown:
         raise ConfigError(f"{source}: unknown key {unknown[0]!r}; known: {', '.join((*lists, 'window_s'))}")
@@ -486,6 +493,11 @@ def parse_number_cues(data: dict[str, Any], source: str) -> NumberCues:
     if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
         raise ConfigError(f"{source}: window_s must be a number > 0, got {window!r}")
     return NumberCues(**values, window_s=float(window), source=source)
+
+
+@lru_cache(maxsize=8)
+def _alternation(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
 
 
 @lru_cache(maxsize=8)
@@ -574,10 +586,10 @@ def _apply(text: str, spans: list[PiiSpan]) -> str:
     return "".join(out)
 
 
-def redact_text(text: str, *, context: int | None = None,
-                loose_min_digits: int = 11) -> tuple[str, list[PiiSpan]]:
+def redact_text(text: str, *, context: int | None = None, loose_min_digits: int = 11,
+                cues: NumberCues | None = None) -> tuple[str, list[PiiSpan]]:
     """``text`` with its PII replaced by typed masks, and the spans that were masked."""
-    spans = find_pii(text, context=context, loose_min_digits=loose_min_digits)
+    spans = find_pii(text, context=context, loose_min_digits=loose_min_digits, cues=cues)
     return (_apply(text, spans) if spans else text), spans
 
 
@@ -619,7 +631,8 @@ def _span_times(turn: Turn, bounds: list[int], cstart: int, cend: int) -> tuple[
     return min(w.start for w in hits), max(w.end for w in hits)
 
 
-def redact_turn(turn: Turn, *, context: int | None = None) -> tuple[Turn, tuple[Event, ...]]:
+def redact_turn(turn: Turn, *, context: int | None = None,
+                cues: NumberCues | None = None) -> tuple[Turn, tuple[Event, ...]]:
     """A copy of ``turn`` with PII masked in its text, words and corrections, and one
     ``redaction`` event per masked span, timed by the words it covers.
 
@@ -630,7 +643,7 @@ def redact_turn(turn: Turn, *, context: int | None = None) -> tuple[Turn, tuple[
     numbers after 工号 / 编号 (``keep_after``) stay.
     """
     loose = LOOSE_MIN_DIGITS
-    text, spans = redact_text(turn.text, context=context, loose_min_digits=loose)
+    text, spans = redact_text(turn.text, context=context, loose_min_digits=loose, cues=cues)
     corrections = tuple(scrub(c) for c in turn.corrections)
     joined = "".join(w.word for w in turn.words)
     lead = len(joined) - len(joined.lstrip())
@@ -641,7 +654,8 @@ def redact_turn(turn: Turn, *, context: int | None = None) -> tuple[Turn, tuple[
         # Script conversion or a lexicon repair made the words differ from the text: find
         # the PII in the words themselves, so that none of it survives there either.
         shift = None if context is None else (0 if context == 0 else context + lead)
-        word_spans = [(s.start, s.end, s.mask) for s in find_pii(joined, context=shift, loose_min_digits=loose)]
+        word_spans = [(s.start, s.end, s.mask) for s in find_pii(joined, context=shift, loose_min_digits=loose,
+                                                                  cues=cues)]
     words = _redact_words(turn.words, word_spans) if word_spans else turn.words
     if not spans and words is turn.words and corrections == turn.corrections:
         return turn, ()

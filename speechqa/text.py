@@ -62,18 +62,24 @@ _TO_DIGITS = str.maketrans(CN_DIGIT_VALUES)
 
 _NUMERAL_CHARS = frozenset("0123456789" + "".join(CN_DIGIT_VALUES) + "十百千万亿")
 _RUN_CHARS = "0-9" + "".join(CN_DIGIT_VALUES) + "十百千万亿"  # as a regex class
-# Set phrases that contain numerals but are not numbers, and that the rules below would
-# otherwise convert (single-character ones such as 一下 or 万一 never are).
-_SET_PHRASES = (
-    "三三两两", "七七八八", "一五一十", "三七二十一", "九九八十一", "十万火急", "十万八千里",
-    "一本正经", "一条龙", "一笔勾销", "一个劲", "一次性", "一天到晚", "一年到头", "一年四季",
-    "一日三餐", "一日千里", "一分为二", "一毛不拔", "一声不吭", "三天两头", "三番五次",
-)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _words() -> dict[str, tuple[str, ...]]:
+    """The language's word lists (speechqa/data/words_zh.toml), checked once."""
+    from speechqa.vocab import Checker, read_toml
+
+    data, source = read_toml("", WORDS_FILE, "shipped")
+    c = Checker(source)
+    c.table(data, "", ("set_phrases", "measures", "backchannels"), ("set_phrases", "measures", "backchannels"))
+    return {key: c.strings(data[key], "", key) for key in data}
+
+
+WORDS_FILE = "words_zh.toml"
+# Set phrases that contain numerals but are not numbers (三天两头, 一次性 …).
+_SET_PHRASES = _words()["set_phrases"]
 # Measure words and units after which a lone numeral is a count (三个, 两天, 五块钱).
-_MEASURES = (
-    "分钟|小时|星期|公里|公斤|块钱|元|块|毛|角|分|秒|天|日|号|个|月|年|岁|周|次|点|位|张|台|件|单|笔|条"
-    "|份|期|项|遍|家|种|倍|折|楼|层|栋|套|部|辆|瓶|箱|斤|克|米|趟|通|集|季|名|晚|间|句|声|g"
-)
+_MEASURES = "|".join(re.escape(m) for m in sorted(_words()["measures"], key=len, reverse=True))
 _MEASURE = re.compile(f"(?:{_MEASURES})")
 _HAS_UNIT = re.compile("[十百千万亿]")
 # Only positions that may start a number are tried, and a lone numeral only before a measure
@@ -463,12 +469,13 @@ def process_turns(turns: Sequence[Turn], settings: TextSettings) -> tuple[tuple[
     from speechqa.pii import number_contexts, number_cues, redact_turn
 
     tok = tokenizer(settings.user_words, settings.user_dict)
-    contexts = number_contexts(turns, number_cues(settings.pii_cues_file)) if settings.redact_pii else {}
+    cues = number_cues(settings.pii_cues_file)
+    contexts = number_contexts(turns, cues) if settings.redact_pii else {}
     out: list[Turn] = []
     events: list[Event] = []
     for i, turn in enumerate(turns):
         if settings.redact_pii:
-            turn, found = redact_turn(turn, context=contexts.get(i))
+            turn, found = redact_turn(turn, context=contexts.get(i), cues=cues)
             events.extend(found)
         match_text = normalize(turn.text)
         if "repetition" in turn.flags:
@@ -477,10 +484,11 @@ def process_turns(turns: Sequence[Turn], settings: TextSettings) -> tuple[tuple[
     return tuple(out), tuple(events)
 
 
-# Acknowledgements that do not take the floor or carry an opinion (嗯, 对, 好的 …); metrics uses
-# them to tell a backchannel from an interruption, sentiment to keep them neutral.
+# Acknowledgements that do not take the floor or carry an opinion (words_zh.toml
+# ``backchannels``); metrics uses them to tell a backchannel from an interruption, sentiment
+# to keep them neutral.
 _BACKCHANNEL = re.compile(
-    r"(?:嗯|哼|哦|噢|喔|啊|呃|对|是|是的|对的|好|好的|行|可以|明白|明白了|知道了|了解|收到|喂|ok|okay)+"
+    "(?:" + "|".join(re.escape(w) for w in sorted(_words()["backchannels"], key=len, reverse=True)) + ")+"
 )
 _NOT_CONTENT = re.compile(r"[\W_]+")
 

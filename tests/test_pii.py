@@ -471,15 +471,18 @@ def test_number_context_stays_off_with_keep_pii():
 def test_number_cue_files_are_validated_and_can_be_overridden(tmp_path):
     with pytest.raises(ConfigError, match="cues.toml: numbers must be a non-empty list of phrases"):
         parse_number_cues({"numbers": [], "readbacks": ["x"], "questions": ["x"], "keep_after": ["x"],
-                           "keep_before": ["x"]}, "cues.toml")
+                           "keep_before": ["x"], "codes": ["x"]}, "cues.toml")
     with pytest.raises(ConfigError, match="cues.toml: unknown key 'number'"):
         parse_number_cues({"number": ["x"]}, "cues.toml")
     site = tmp_path / "cues.toml"
     site.write_text('numbers = ["会员号"]\nreadbacks = ["我复述"]\nquestions = ["吗"]\nkeep_after = ["工号"]\n'
-                    'keep_before = ["号客服"]\nwindow_s = 30\n', encoding="utf-8")
+                    'keep_before = ["号客服"]\ncodes = ["暗号"]\nwindow_s = 30\n', encoding="utf-8")
     turns = _call(("agent", "请报一下您的会员号"), ("customer", "三五七"))
     out, _ = process_turns(turns, TextSettings(pii_cues_file=str(site)))
     assert out[1].text == "[号码]"
+    code = _call(("customer", "暗号是4821"))  # the site's code words reach the typed rules too
+    assert process_turns(code, TextSettings(pii_cues_file=str(site)))[0][0].text == "暗号是[号码]"
+    assert process_turns(code, TextSettings())[0][0].text == "暗号是4821"
     missing = r"missing.toml: vocabulary file not found \(\[text\] pii_cues_file\)"
     with pytest.raises(ConfigError, match=missing):
         number_cues(str(tmp_path / "missing.toml"))
