@@ -330,12 +330,8 @@ def _digit_runs(text: str, taken: list[tuple[int, int]]) -> list[_Run]:
 
 
 def _reading(chars: Sequence[tuple[int, str]]) -> str:
-    """The digits a run reads as: each character's value; a digit-like one with none reads as 'x'."""
-    out = []
-    for _, c in chars:
-        value = sound_digit(c)
-        out.append(value or "x")
-    return "".join(out)
+    """The digits a run reads as (every character of a run is a digit or a sound digit)."""
+    return "".join(sound_digit(c) or "" for _, c in chars)
 
 
 _SPOKEN_MIN_DIGITS = 7
@@ -369,7 +365,7 @@ def _spoken_numbers(text: str, taken: list[tuple[int, int]], *, context: bool = 
         best = None
         for part in variants:
             digits = _reading(part)
-            kind = classify(digits) if "x" not in digits else None
+            kind = classify(digits)
             if kind in _STRONG and len(part) >= _SPOKEN_MIN_DIGITS:
                 best = (part, kind)
                 break
