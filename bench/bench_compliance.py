@@ -44,12 +44,13 @@ import phonetic_rate  # noqa: E402
 
 from speechqa.compliance import load_scorecard, score_call  # noqa: E402
 from speechqa.config import load_settings  # noqa: E402
-from speechqa.pipeline import run_batch  # noqa: E402
+from speechqa.pipeline import run_batch, run_transcripts  # noqa: E402
 
 SETS = {
     "dev": (ROOT / "recordings", ROOT / "tests" / "fixtures" / "calls"),
     "eval": (ROOT / "bench" / "eval" / "calls",),
     "eval2": (ROOT / "bench" / "eval2" / "calls",),
+    "eval3": (ROOT / "bench" / "eval3" / "calls",),
 }
 OUTCOME = {True: "pass", False: "fail", None: "na"}
 
@@ -65,21 +66,20 @@ def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
-    """Run, score and print one set; returns its call results (for the speed part)."""
-    prefix = f"{name}_"
-    results, outs = [], []
-    for folder in folders:
-        out = out_root / folder.name
-        results.extend(run_batch(folder, out, settings).results)
-        outs.append(out)
+def tally(prefix: str, results, scorecard, reference: dict | None = None) -> tuple[list[str], list[str]]:
+    """Each item's outcome against the call's truth: the metric lines and the wrong-outcome lines.
 
+    With ``reference`` ((call_id, item_id) -> outcome of the script run), each wrong outcome
+    gets a cause: ``analytics`` (the script run is wrong too), ``mono`` (a one-channel call:
+    no roles, issue 14), ``roles`` (a stereo call whose agent channel was detected wrongly)
+    or ``asr`` (the words whisper wrote: dropped or misheard speech, issue 10)."""
     items = [i.id for i in scorecard.items]
     auto_items = {i.id for i in scorecard.items if i.auto_fail}
     counts: dict[str, list[int]] = {i: [0, 0, 0, 0, 0] for i in items}  # tp fp fn agree labelled
     false_auto, missed_auto, wrong = 0, 0, []
+    causes = {"analytics": 0, "mono": 0, "roles": 0, "asr": 0}
     for r in results:
-        truth = json.loads(r.recording.path.with_suffix(".truth.json").read_text(encoding="utf-8"))
+        truth = _truth(r)
         want_items = truth["script_items"]
         comp = score_call(r, scorecard)
         for rr in comp.results:
@@ -92,6 +92,8 @@ def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
             c[2] += want == "fail" and rr.outcome != "fail"
             c[3] += want == rr.outcome
             c[4] += 1
+            if want != rr.outcome and reference is not None:
+                causes[_cause(r, truth, reference.get((r.recording.call_id, rr.item_id)) != want)] += 1
             if want != rr.outcome:
                 if rr.evidence_text:
                     said = f"evidence={_short(rr.evidence_text)!r}"
@@ -106,22 +108,83 @@ def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
         if not comp.auto_fail and not truth_passes_auto:
             missed_auto += 1
 
+    lines = []
     for item_id in items:
         tp, fp, fn, agree, n = counts[item_id]
         if not n:
             continue
         p, r_, f = _f1(tp, fp, fn)
-        print(f"{prefix}item_{item_id}_precision={p:.3f} {prefix}item_{item_id}_recall={r_:.3f} "
-              f"{prefix}item_{item_id}_f1={f:.3f} {prefix}item_{item_id}_agreement={agree}/{n}")
+        lines.append(f"{prefix}item_{item_id}_precision={p:.3f} {prefix}item_{item_id}_recall={r_:.3f} "
+                     f"{prefix}item_{item_id}_f1={f:.3f} {prefix}item_{item_id}_agreement={agree}/{n}")
     tp, fp, fn, agree, labelled = (sum(c[k] for c in counts.values()) for k in range(5))
     p, r_, f = _f1(tp, fp, fn)
-    print(f"{prefix}calls={len(results)}")
-    print(f"{prefix}item_accuracy={agree / max(labelled, 1):.3f} ({agree}/{labelled})")
-    print(f"{prefix}violation_precision={p:.3f}")
-    print(f"{prefix}violation_recall={r_:.3f}")
-    print(f"{prefix}violation_f1={f:.3f}")
-    print(f"{prefix}false_auto_fails={false_auto}/{len(results)}")
-    print(f"{prefix}missed_auto_fails={missed_auto}/{len(results)}")
+    lines += [
+        f"{prefix}calls={len(results)}",
+        f"{prefix}item_accuracy={agree / max(labelled, 1):.3f} ({agree}/{labelled})",
+        f"{prefix}violation_precision={p:.3f}",
+        f"{prefix}violation_recall={r_:.3f}",
+        f"{prefix}violation_f1={f:.3f}",
+        f"{prefix}false_auto_fails={false_auto}/{len(results)}",
+        f"{prefix}missed_auto_fails={missed_auto}/{len(results)}",
+    ]
+    if reference is not None:
+        lines.append(f"{prefix}wrong_by_cause=" + " ".join(f"{k}:{v}" for k, v in causes.items()))
+    return lines, wrong
+
+
+def _cause(result, truth: dict, script_wrong: bool) -> str:
+    if script_wrong:
+        return "analytics"
+    if not truth.get("channels"):
+        return "mono"
+    agent_channels = {t.channel for t in result.turns if t.role == "agent"}
+    return "roles" if agent_channels != {truth["channels"]["agent"]} else "asr"
+
+
+def outcomes(results, scorecard) -> dict:
+    """(call_id, item_id) -> outcome."""
+    return {(r.recording.call_id, rr.item_id): rr.outcome for r in results for rr in score_call(r, scorecard).results}
+
+
+def _truth(result) -> dict:
+    path = result.recording.path
+    if path.suffix != ".wav":  # an imported reference transcript: its call's truth beside the audio
+        path = Path(result.recording.meta_dict["truth"])
+    return json.loads(path.with_suffix(".truth.json").read_text(encoding="utf-8"))
+
+
+def reference_results(folders, settings, out: Path) -> list:
+    """The same calls analysed from their script (true roles, times and words) through the
+    transcript import: what the analytics get right when ASR and role detection are perfect."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "reference.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for folder in folders:
+            for truth_path in sorted(folder.glob("*.truth.json")):
+                truth = json.loads(truth_path.read_text(encoding="utf-8"))
+                for turn in truth["turns"]:
+                    f.write(json.dumps({"call_id": truth["call_id"], "role": turn["role"], "text": turn["text"],
+                                        "start": turn["start"], "end": turn["end"],
+                                        "truth": str(truth_path.with_suffix("").with_suffix(".wav"))},
+                                       ensure_ascii=False) + "\n")
+    return list(run_transcripts(path, out / "out", settings).results)
+
+
+def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
+    """Run, score and print one set, from the audio and from the calls' script; returns the
+    audio run's call results (for the speed part)."""
+    prefix = f"{name}_"
+    results, outs = [], []
+    for folder in folders:
+        out = out_root / folder.name
+        results.extend(run_batch(folder, out, settings).results)
+        outs.append(out)
+    # the analytics alone: the script's words with its true roles (no ASR, no role detection)
+    scripted = reference_results(folders, settings, out_root / "script")
+    ref_lines, ref_wrong = tally(f"{prefix}script_", scripted, scorecard)
+    lines, wrong = tally(prefix, results, scorecard, outcomes(scripted, scorecard))
+    for line in lines + [x for x in ref_lines if "_item_" not in x or "accuracy" in x]:
+        print(line)
 
     total = leaks.LeakReport(numbers=[])
     for folder, out in zip(folders, outs, strict=True):
@@ -133,7 +196,7 @@ def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
         print(line)
     for line in leaks.summary_lines(prefix, total):
         print(line)
-    for line in leaks.leak_details(total) + wrong:
+    for line in leaks.leak_details(total) + wrong + ref_wrong:
         print(line)
     return results
 

@@ -336,7 +336,7 @@ def guard_flags(text: str, avg_logprob: float, no_speech_prob: float, compressio
 
 
 def channel_roles(n_channels: int, channels: ChannelSettings,
-                  texts: dict[int, str] | None = None) -> dict[int, Role]:
+                  texts: dict[int, str] | None = None, first: int | None = None) -> dict[int, Role]:
     """Stereo maps channels to agent/customer by config; mono and extra channels are unknown.
 
     With ``channels.detect`` and the channels' texts, the two are swapped when the configured
@@ -345,15 +345,23 @@ def channel_roles(n_channels: int, channels: ChannelSettings,
     least 3, more than twice the other side's and 3 above it; or the configured agent side
     scores below zero (it talks like a caller), the other side does not, and the gap is at
     least ``SWAP_MARGIN`` (a curt agent says little of the script).
+
+    ``first`` is the channel that spoke first, on an inbound call (None for an outbound one,
+    or when unknown): the agent answers the line, so that side gets ``FIRST_SPEAKER_POINTS``.
+    It tips a curt agent (喂, no script phrase) opposite a caller who says one caller's phrase;
+    alone it never overrides the configuration, nor outvotes a side that speaks the script.
     """
     if n_channels < 2:
         return {0: "unknown"}
     agent, customer = channels.agent, channels.customer
     if channels.detect and texts is not None and agent < n_channels and customer < n_channels:
         a, c = agent_script_score(texts.get(agent, "")), agent_script_score(texts.get(customer, ""))
+        a += FIRST_SPEAKER_POINTS * (first == agent)
+        c += FIRST_SPEAKER_POINTS * (first == customer)
         agent_like = c >= 3 and c > 2 * a and c - a >= 3
         caller_like = a < 0 <= c and c - a >= SWAP_MARGIN  # the "agent" side talks like the caller
-        if agent_like or caller_like:
+        quiet_agent = a <= 0 < c and c - a >= SWAP_MARGIN  # no script there; here some, and it answered
+        if agent_like or caller_like or quiet_agent:
             agent, customer = customer, agent
     roles: dict[int, Role] = {ch: "unknown" for ch in range(n_channels)}
     if agent < n_channels:
@@ -367,6 +375,7 @@ def channel_roles(n_channels: int, channels: ChannelSettings,
 # site's file ([channels] agent_cues_file).
 AGENT_CUES_FILE = "agent_cues_zh.toml"
 SWAP_MARGIN = 4  # points of agent_script_score the other channel must lead by to swap
+FIRST_SPEAKER_POINTS = 2  # the side that answered an inbound call: one script phrase's worth
 
 
 @dataclass(frozen=True, eq=False)
@@ -472,9 +481,11 @@ def to_turns(
     turns: TurnSettings,
     guards: GuardSettings,
     lexicon: Lexicon | None = None,
+    direction: str = "",
 ) -> tuple[Turn, ...]:
     """Turns of every channel in call order, split at real pauses, in the chosen script,
-    with domain terms repaired when a lexicon is given."""
+    with domain terms repaired when a lexicon is given. ``direction`` is the manifest's
+    (``outbound``: the customer answers, so who spoke first says nothing of the roles)."""
     runs = [
         run
         for ch in transcript.channels
@@ -484,8 +495,9 @@ def to_turns(
     texts: dict[int, str] = {}
     for run in runs:
         texts[run.channel] = texts.get(run.channel, "") + convert_script(run.text, "simplified")
-    roles = channel_roles(transcript.n_channels, channels, texts)
     runs.sort(key=lambda r: (r.start, r.channel))
+    first = runs[0].channel if runs and direction.strip().lower() != "outbound" else None
+    roles = channel_roles(transcript.n_channels, channels, texts, first)
     counters: dict[str, int] = {}
     out = []
     for run in runs:

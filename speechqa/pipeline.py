@@ -123,8 +123,8 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             asr.save_cached(ctx.cache_dir, key, transcript)
         stage = "turns"
         t0 = time.perf_counter()
-        turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels,
-                             ctx.settings.turns, ctx.settings.guards, ctx.lexicon)
+        turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels, ctx.settings.turns,
+                             ctx.settings.guards, ctx.lexicon, rec.meta_dict.get("direction", ""))
         timings["turns"] = time.perf_counter() - t0
     except Exception as exc:
         return _failure(rec, stage, exc)

@@ -188,3 +188,34 @@ def test_channels_swap_when_the_customer_side_sounds_like_the_agent_and_the_agen
     # two agent-like sides within the margin keep the configured roles
     both = "您好请您稍等"
     assert asr.channel_roles(2, ChannelSettings(), {0: both, 1: both + "，帮您"}) == {0: "agent", 1: "customer"}
+
+
+def test_the_side_that_answers_an_inbound_call_is_the_agent_when_neither_speaks_a_script():
+    from speechqa.config import ChannelSettings
+
+    curt = "喂。哪个小区的？几号楼"  # a curt agent: no script phrase, no caller phrase
+    caller = "我家水管漏了，怎么回事啊，麻烦派个人来看看吧"  # one caller's phrase
+    texts = {0: caller, 1: curt}
+    assert asr.agent_script_score(curt) == 0 and asr.agent_script_score(caller) == -2
+    # the configured agent channel (0) spoke second: the customer side answered the line
+    assert asr.channel_roles(2, ChannelSettings(), texts, first=1) == {0: "customer", 1: "agent"}
+    # unknown or outbound (first=None), or channel 0 answered: the configured roles stand
+    # (one caller's phrase is not enough to override the configuration)
+    assert asr.channel_roles(2, ChannelSettings(), texts) == {0: "agent", 1: "customer"}
+    assert asr.channel_roles(2, ChannelSettings(), texts, first=0) == {0: "agent", 1: "customer"}
+    # answering first cannot outvote a side that speaks the agent's script
+    script = "您好，请您稍等，我帮您查询一下，请问还有什么可以帮您"
+    assert asr.channel_roles(2, ChannelSettings(), {0: script, 1: curt}, first=1) == {0: "agent", 1: "customer"}
+
+
+def test_to_turns_takes_the_first_speaker_only_on_inbound_calls():
+    caller = [segment([word(3.0, 4.5, "我家水管漏了，怎么回事啊，"), word(4.5, 6.0, "麻烦派个人来看看吧")])]
+    agent = [segment([word(0.5, 1.0, "喂。"), word(7.0, 8.0, "几号楼")])]  # wired on channel 1
+    t = transcript(caller, agent)
+
+    def roles(direction):
+        turns = asr.to_turns(t, "c", ChannelSettings(), TurnSettings(), GuardSettings(), None, direction)
+        return {x.channel: x.role for x in turns}
+
+    assert roles("inbound") == roles("") == {0: "customer", 1: "agent"}  # channel 1 answered the line
+    assert roles("outbound") == {0: "agent", 1: "customer"}  # the customer answers: no evidence
