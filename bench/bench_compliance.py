@@ -143,7 +143,8 @@ def _cause(result, truth: dict, script_wrong: bool) -> str:
 
 def outcomes(results, scorecard) -> dict:
     """(call_id, item_id) -> outcome."""
-    return {(r.recording.call_id, rr.item_id): rr.outcome for r in results for rr in score_call(r, scorecard).results}
+    return {(r.recording.call_id, rr.item_id): rr.outcome
+            for r in results for rr in score_call(r, scorecard).results}
 
 
 def _truth(result) -> dict:

@@ -45,11 +45,10 @@ def false_sound_matches(results: Iterable[CallResult], scorecard: Scorecard) -> 
         for _, group, cores, threshold in groups:
             wordings = [_compact(w) for w in group]
             matches: dict[int, object] = {}
-            for core in cores:
-                key = _compact(core)
-                if len(key) >= 2:
-                    for i in view.sound_matches(key, threshold):
-                        matches.setdefault(i, core)
+            scope = tuple(agent_turns)
+            for key, want, min_same in compiled.sound_plan(cores):
+                for i in view.sound_matches(key, want, min_same, threshold, scope):
+                    matches.setdefault(i, key)
             for i in agent_turns:
                 t = r.turns[i]
                 said = "".join(text for s, e, text in spoken if s < t.end + 1.0 and e > t.start - 1.0)

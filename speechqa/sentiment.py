@@ -492,18 +492,43 @@ def _fuzzy_syllables(phrase: str) -> tuple[str, ...] | None:
     return None if any(s is None for s in want) else tuple(fuzzy(s) for s in want)  # type: ignore[arg-type]
 
 
-def _may_sound(phrase: str, heard: set[str], max_cost: float) -> bool:
-    """False when no span of a text whose fuzzy syllables are ``heard`` can sound like
-    ``phrase`` within ``max_cost``: a syllable that is not the same or a fuzzy pair costs at
-    least NASAL_CODA_COST, so all but ``max_cost / NASAL_CODA_COST`` of the phrase's
-    syllables must be among those heard (a cheap test before the search)."""
+@lru_cache(maxsize=8)
+def _sound_plan(escalation: Escalation) -> tuple[tuple[str, str, tuple[str, ...], int], ...]:
+    """Per escalation sound cue: (kind, phrase, fuzzy syllables, how many must be heard).
+
+    A syllable that is not the same or a fuzzy pair costs at least NASAL_CODA_COST, so all
+    but ``SOUND_MAX_COST / NASAL_CODA_COST`` of a phrase's syllables must be heard for a
+    sound-alike (a cheap test before the search). Phrases with a character without pinyin
+    are left out: they cannot be heard by sound."""
+    plan = []
+    for kind, phrase in escalation.sounds:
+        want = _fuzzy_syllables(phrase)
+        if want is not None:
+            plan.append((kind, phrase, want, len(want) - _sound_misses()))
+    return tuple(plan)
+
+
+@lru_cache(maxsize=1)
+def _sound_misses() -> int:
+    """How many syllables of a sound-alike within SOUND_MAX_COST may be other than the same
+    or a fuzzy pair: each such syllable costs at least NASAL_CODA_COST."""
     from speechqa.phonetic import NASAL_CODA_COST, SAME_FINAL_COST, SAME_INITIAL_COST
 
-    want = _fuzzy_syllables(phrase)
-    if want is None:
-        return False
-    misses = math.floor(max_cost / min(NASAL_CODA_COST, SAME_FINAL_COST, SAME_INITIAL_COST) + 1e-6)
-    return sum(map(heard.__contains__, want)) >= len(want) - misses
+    return math.floor(SOUND_MAX_COST / min(NASAL_CODA_COST, SAME_FINAL_COST, SAME_INITIAL_COST) + 1e-6)
+
+
+def _sound_starts(want: tuple[str, ...], need: int, where: dict[str, list[int]],
+                  lo: int = 0, hi: int | None = None) -> list[int]:
+    """Start offsets in [lo, hi) where at least ``need`` of the phrase's syllables line up
+    with the text's (``where``: fuzzy syllable -> offsets); no starts when fewer are heard."""
+    if sum(s in where for s in want) < need:
+        return []
+    votes: dict[int, int] = {}
+    for k, w in enumerate(want):
+        for p in where.get(w, ()):
+            votes[p - k] = votes.get(p - k, 0) + 1
+    top = (hi if hi is not None else 1 << 30) - len(want)
+    return sorted(p for p, v in votes.items() if v >= need and lo <= p <= top)
 
 
 def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]]:
@@ -513,16 +538,26 @@ def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]
 
     esc = vocab.escalation
     sounds = pinyin(text)
-    syllables = {fuzzy(s) for s in sounds if s is not None}
-    hits = [(kind, m.start, m.end) for kind, phrase in esc.sounds
-            if _may_sound(phrase, syllables, SOUND_MAX_COST)
-            for m in find_sounds(text, phrase, SOUND_MAX_COST, sounds)[:1]]
+    where: dict[str, list[int]] = {}
+    for p, s in enumerate(sounds):
+        if s is not None:
+            where.setdefault(fuzzy(s), []).append(p)
+    hits = []
+    for kind, phrase, want, need in _sound_plan(esc):
+        starts = _sound_starts(want, need, where)
+        if starts:
+            hits.extend((kind, m.start, m.end) for m in find_sounds(text, phrase, SOUND_MAX_COST, sounds,
+                                                                    starts=starts)[:1])
     request = _request_regex(esc)
     for req in request.finditer(text) if request is not None else ():
         for noun in esc.boss_nouns:
-            if not _may_sound(noun, syllables, SOUND_MAX_COST):
+            want = _fuzzy_syllables(noun)
+            if want is None:
                 continue
-            for m in find_sounds(text, noun, SOUND_MAX_COST, sounds, req.end(), req.end() + _BOSS_REACH):
+            need = len(want) - _sound_misses()
+            starts = _sound_starts(want, need, where, req.end(), req.end() + _BOSS_REACH)
+            for m in find_sounds(text, noun, SOUND_MAX_COST, sounds, req.end(), req.end() + _BOSS_REACH,
+                                 starts=starts) if starts else ():
                 heard = text[m.start:m.end]
                 asked = text[:m.start].endswith(esc.boss_before) or text.startswith(esc.boss_after, m.end)
                 if asked and (heard == noun or word_frequency(heard) <= _COMMON_WORD_FREQ):

@@ -81,6 +81,9 @@ class Compiled:
     # group of synonyms -> (compact key -> its places in the group), built on first use
     groups: dict[tuple[str, ...], dict[str, tuple[int, ...]]] = field(
         default_factory=dict, compare=False, repr=False)
+    # wordings searched by sound -> (compact key, fuzzy syllables, how many must be the same)
+    sound_plans: dict[tuple[str, ...], tuple[tuple[str, tuple[str, ...], int], ...]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.heads:
@@ -99,6 +102,17 @@ class Compiled:
                 found.setdefault(self.key.get(phrase) or _compact(phrase), []).append(n)
             places = self.groups[group] = {k: tuple(v) for k, v in found.items()}
         return places
+
+    def sound_plan(self, wordings: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...], int], ...]:
+        """The wordings worth a sound-alike search (two characters or more, all with pinyin),
+        each as (compact key, fuzzy syllables, min_same_syllables) (cached)."""
+        plan = self.sound_plans.get(wordings)
+        if plan is None:
+            keys = dict.fromkeys(self.key.get(w) or _compact(w) for w in wordings)
+            plan = tuple((k, want, min_same_syllables(len(k))) for k in keys
+                         if len(k) >= 2 and (want := _fuzzy_pinyin(k)) is not None)
+            self.sound_plans[wordings] = plan
+        return plan
 
 
 def _phrase_conditions(cond: Condition | None) -> list[Phrases]:
@@ -155,11 +169,9 @@ class CallView:
                     for phrase in (found, *known[found]):
                         self.exact.setdefault(phrase, []).append((i, pos))
         self._sounds: dict[int, tuple[str | None, ...]] = {}
-        self._index: dict[str, list[tuple[int, int]]] | None = None
-        self._flat: dict[str, list[int]] | None = None  # syllable_index's, positions packed
-        self._heard: dict[tuple[int, ...], frozenset[str]] = {}
+        self._index: dict[tuple[int, ...], _Syllables] = {}
         self._clock: dict[int, tuple[list[Word], list[int]]] = {}
-        self._matches: dict[tuple[str, float], dict[int, SoundMatch]] = {}
+        self._matches: dict[tuple[str, float, tuple[int, ...]], dict[int, SoundMatch]] = {}
 
     def in_scope(self, scope: Scope) -> list[int]:
         roles = _SCOPE_ROLES[scope.role]
@@ -193,40 +205,35 @@ class CallView:
             self._sounds[i] = pinyin(self.texts[i])
         return self._sounds[i]
 
-    def sound_matches(self, phrase: str, threshold: float) -> dict[int, SoundMatch]:
-        """The best span per turn that sounds like ``phrase`` at ``threshold``, over the whole
-        call, found through an index of the call's syllables (cached per phrase)."""
-        key = (phrase, threshold)
+    def sound_matches(self, phrase: str, want: tuple[str, ...], min_same: int, threshold: float,
+                      turns: tuple[int, ...]) -> dict[int, SoundMatch]:
+        """The best span per turn of ``turns`` that sounds like ``phrase`` (its fuzzy
+        syllables ``want``, of which ``min_same`` must be the same) at ``threshold``, found
+        through an index of those turns' syllables (cached per phrase and turns)."""
+        key = (phrase, threshold, turns)
         found = self._matches.get(key)
         if found is not None:
             return found
         found = {}
         self._matches[key] = found
-        want = _fuzzy_pinyin(phrase)
-        if want is None:
-            return found
-        if self._flat is None:
-            self.syllable_index()
-        heard: dict[str, list[int]] = self._flat  # type: ignore[assignment]
-        min_same = min_same_syllables(len(phrase))
-        if sum(map(heard.__contains__, want)) < min_same:
+        heard = self.syllable_index(turns)
+        where = heard.where
+        if sum(map(where.__contains__, want)) < min_same:
             return found
         from speechqa.phonetic import find_sounds
 
-        # votes per start (turn, offset), a position packed as turn * _STRIDE + offset: a vote
-        # from before a turn's first character lands far past any other turn's end, and is
-        # dropped with the starts that lack votes
+        # votes per start (a position in the turns' syllables in a row), one per syllable of
+        # the phrase that is the same there; a start whose span would cross into the next
+        # turn is dropped by the search (a start past the turn's last full span)
         votes: dict[int, int] = {}
         get = votes.get
         for k, w in enumerate(want):
-            for g in heard.get(w, ()):
+            for g in where.get(w, ()):
                 votes[g - k] = get(g - k, 0) + 1
+        turn_of, offset_of = heard.turn_of, heard.offset_of
         starts: dict[int, list[int]] = {}
-        for g, v in votes.items():
-            if v >= min_same:
-                i, p = divmod(g, _STRIDE)
-                if p < _HALF_STRIDE:
-                    starts.setdefault(i, []).append(p)
+        for g in sorted(g for g, v in votes.items() if v >= min_same and g >= 0):
+            starts.setdefault(turn_of[g], []).append(offset_of[g])
         if not starts:
             return found
         # a match must cost less than (1 - threshold) per syllable: at 0.75, a four-syllable
@@ -235,36 +242,31 @@ class CallView:
         max_cost = (1 - threshold) * len(phrase) - 1e-9
         for i, positions in starts.items():
             matches = find_sounds(self.texts[i], phrase, max_cost, self.sounds(i),
-                                  min_same=min_same, max_step=SAME_INITIAL_COST, starts=sorted(positions))
+                                  min_same=min_same, max_step=SAME_INITIAL_COST, starts=positions)
             if matches:
                 found[i] = matches[0]
         return found
 
-    def heard_in(self, turns: Sequence[int]) -> frozenset[str]:
-        """The fuzzy syllables of some turns (cached per list of turns)."""
-        key = tuple(turns)
-        heard = self._heard.get(key)
-        if heard is None:
+    def syllable_index(self, turns: tuple[int, ...]) -> _Syllables:
+        """The fuzzy syllables of some turns' match texts, indexed (built once per list of
+        turns: a scope's)."""
+        index = self._index.get(turns)
+        if index is None:
             from speechqa.phonetic import fuzzy
 
-            heard = frozenset(fuzzy(s) for i in key for s in self.sounds(i) if s is not None)
-            self._heard[key] = heard
-        return heard
-
-    def syllable_index(self) -> dict[str, list[tuple[int, int]]]:
-        """Fuzzy syllable -> (turn, offset) over the call's match texts, built once."""
-        if self._index is None:
-            from speechqa.phonetic import fuzzy
-
-            self._index = {}
-            self._flat = {}
-            for i in range(len(self.texts)):
+            index = self._index[turns] = _Syllables({}, [], [], [])
+            for i in turns:
                 for p, s in enumerate(self.sounds(i)):
-                    if s is not None:
-                        f = fuzzy(s)
-                        self._index.setdefault(f, []).append((i, p))
-                        self._flat.setdefault(f, []).append(i * _STRIDE + p)
-        return self._index
+                    f = None if s is None else fuzzy(s)
+                    if f is not None:
+                        index.where.setdefault(f, []).append(len(index.flat))
+                    index.flat.append(f)
+                    index.turn_of.append(i)
+                    index.offset_of.append(p)
+                index.flat.append(None)  # between two turns: no span crosses it
+                index.turn_of.append(i)
+                index.offset_of.append(len(self.texts[i]))
+        return index
 
     def hit(self, i: int, text: str, score: float = 1.0, offset: int | None = None) -> Hit:
         """A hit in turn ``i``; with its character ``offset`` in the match text, timed from the
@@ -295,8 +297,15 @@ class CallView:
         return round(w.start + min(max(inside, 0.0), 1.0) * (w.end - w.start), 3)
 
 
-_STRIDE = 1 << 32  # a turn's share of sound_matches' packed positions (far past any turn's length)
-_HALF_STRIDE = _STRIDE // 2
+@dataclass(frozen=True)
+class _Syllables:
+    """Some turns' fuzzy syllables in a row (None for a character without pinyin, and
+    between turns), with each position's turn and offset, and syllable -> positions."""
+
+    where: dict[str, list[int]]
+    flat: list[str | None]
+    turn_of: list[int]
+    offset_of: list[int]
 
 
 @lru_cache(maxsize=8192)
@@ -333,18 +342,13 @@ def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy:
         hits.extend(view.hit(i, key, 1.0, pos) for i, pos in view.exact[key] if i in allowed)
     if hits or fuzzy >= 1:
         return hits
-    heard = view.heard_in(turns)
-    for phrase in cores or group:
-        key = view.compiled.key.get(phrase) or _compact(phrase)
-        if len(key) < 2:
-            continue
-        # a sound-alike in these turns needs enough of the phrase's syllables among theirs
-        want = _fuzzy_pinyin(key)
-        if want is None or sum(map(heard.__contains__, want)) < min_same_syllables(len(key)):
-            continue
-        for i, found in view.sound_matches(key, fuzzy).items():
-            if i in allowed:
-                hits.append(view.hit(i, view.texts[i][found.start:found.end], found.score, found.start))
+    scope = tuple(turns)
+    heard = view.syllable_index(scope).where
+    for key, want, min_same in view.compiled.sound_plan(cores or group):
+        if sum(map(heard.__contains__, want)) < min_same:
+            continue  # too few of its syllables in these turns: no sound-alike
+        for i, found in view.sound_matches(key, want, min_same, fuzzy, scope).items():
+            hits.append(view.hit(i, view.texts[i][found.start:found.end], found.score, found.start))
     return sorted((h for h in hits if window[0] <= h.start < window[1]), key=lambda h: (h.start, -h.score))
 
 
