@@ -16,7 +16,7 @@ how much a false hit would cost: two-syllable phrases collide with everyday word
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -102,6 +102,32 @@ def syllable_cost(a: str, b: str) -> float:
         nasal = ra.rstrip("gn") == rb.rstrip("gn") and ra.rstrip("gn") != ""
         return NASAL_CODA_COST if nasal else SAME_INITIAL_COST
     return 1.0
+
+
+def syllable_positions(sounds: Sequence[str | None]) -> dict[str, list[int]]:
+    """Fuzzy syllable -> the offsets where it is heard (``sounds``: :func:`pinyin` of a text)."""
+    where: dict[str, list[int]] = {}
+    for p, s in enumerate(sounds):
+        if s is not None:
+            where.setdefault(fuzzy(s), []).append(p)
+    return where
+
+
+def aligned_starts(want: Sequence[str], need: int, where: dict[str, list[int]],
+                   lo: int = 0, hi: int | None = None) -> list[int]:
+    """Start offsets in [lo, hi) where at least ``need`` of a phrase's fuzzy syllables
+    ``want`` are heard in line (``where``: :func:`syllable_positions`), in order: the only
+    starts where a sound-alike with at most len(want) - need other syllables can be. A
+    start's span may run past the end of the text, or of a turn: the search drops those."""
+    if sum(map(where.__contains__, want)) < need:
+        return []
+    votes: dict[int, int] = {}
+    get = votes.get
+    for k, w in enumerate(want):
+        for g in where.get(w, ()):
+            votes[g - k] = get(g - k, 0) + 1
+    top = hi if hi is not None else 1 << 62
+    return sorted(g for g, v in votes.items() if v >= need and lo <= g < top)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,17 @@ from typing import Any
 
 from speechqa.calls import Event, Turn, Word
 from speechqa.errors import ConfigError
-from speechqa.phonetic import char_pinyin, find_sounds, fuzzy, is_han, phrase_pinyin, pinyin, syllable_cost
+from speechqa.phonetic import (
+    aligned_starts,
+    char_pinyin,
+    find_sounds,
+    fuzzy,
+    is_han,
+    phrase_pinyin,
+    pinyin,
+    syllable_cost,
+    syllable_positions,
+)
 from speechqa.text import _MEASURES, CN_DIGIT_VALUES
 
 MASKS: dict[str, str] = {
@@ -350,7 +360,11 @@ def _spoken_numbers(text: str, taken: list[tuple[int, int]], *, context: bool = 
     context (the customer answering a request for a number, an agent reading one back),
     any run holding three or more real digits is masked.
     """
-    spans = []
+    spans: list[PiiSpan] = []
+    # Every number this finds has seven digit-like characters (a real digit is one too), or
+    # in a context three real digits: a text with fewer (most turns) skips the scan.
+    if sum(map(bool, map(sound_digit, text))) < (3 if context else _SPOKEN_MIN_DIGITS):
+        return spans
     for run in _digit_runs(text, taken):
         chars = list(run.chars)
         if len(chars) < _SPOKEN_MIN_DIGITS and not any(c in _DIGIT_VALUE for _, c in chars):
@@ -526,11 +540,12 @@ def _number_at(text: str, cues: NumberCues) -> int | None:
         return spelled.start()
     found: list[int] = []
     sounds = pinyin(text)
-    heard = {fuzzy(s) for s in sounds if s}
+    where = syllable_positions(sounds)
     for noun, want in _noun_sounds(tuple(cues.numbers)):
-        if sum(map(heard.__contains__, want)) < len(noun) - 1:
+        starts = aligned_starts(want, len(noun) - 1, where)
+        if not starts:
             continue
-        matches = find_sounds(text, noun, 0.5, sounds, min_same=len(noun) - 1, max_step=0.5)
+        matches = find_sounds(text, noun, 0.5, sounds, min_same=len(noun) - 1, max_step=0.5, starts=starts)
         if matches:
             found.append(matches[0].start)
     return min(found) if found else None
@@ -646,6 +661,8 @@ def redact_turn(turn: Turn, *, context: int | None = None,
     exact = joined.strip() == turn.text
     if exact:
         word_spans = [(s.start + lead, s.end + lead, s.mask) for s in spans]
+    elif not joined.strip():
+        word_spans = []  # no words (an imported transcript): nothing to mask there
     else:
         # Script conversion or a lexicon repair made the words differ from the text: find
         # the PII in the words themselves, so that none of it survives there either.

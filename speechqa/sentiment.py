@@ -517,34 +517,17 @@ def _sound_misses() -> int:
     return math.floor(SOUND_MAX_COST / min(NASAL_CODA_COST, SAME_FINAL_COST, SAME_INITIAL_COST) + 1e-6)
 
 
-def _sound_starts(want: tuple[str, ...], need: int, where: dict[str, list[int]],
-                  lo: int = 0, hi: int | None = None) -> list[int]:
-    """Start offsets in [lo, hi) where at least ``need`` of the phrase's syllables line up
-    with the text's (``where``: fuzzy syllable -> offsets); no starts when fewer are heard."""
-    if sum(s in where for s in want) < need:
-        return []
-    votes: dict[int, int] = {}
-    for k, w in enumerate(want):
-        for p in where.get(w, ()):
-            votes[p - k] = votes.get(p - k, 0) + 1
-    top = (hi if hi is not None else 1 << 30) - len(want)
-    return sorted(p for p, v in votes.items() if v >= need and lo <= p <= top)
-
-
 def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]]:
     """Escalation cues found by sound: (kind, negated, start, end), like :func:`cues`."""
-    from speechqa.phonetic import find_sounds, fuzzy, pinyin
+    from speechqa.phonetic import aligned_starts, find_sounds, pinyin, syllable_positions
     from speechqa.text import word_frequency
 
     esc = vocab.escalation
     sounds = pinyin(text)
-    where: dict[str, list[int]] = {}
-    for p, s in enumerate(sounds):
-        if s is not None:
-            where.setdefault(fuzzy(s), []).append(p)
+    where = syllable_positions(sounds)
     hits = []
     for kind, phrase, want, need in _sound_plan(esc):
-        starts = _sound_starts(want, need, where)
+        starts = aligned_starts(want, need, where)
         if starts:
             hits.extend((kind, m.start, m.end) for m in find_sounds(text, phrase, SOUND_MAX_COST, sounds,
                                                                     starts=starts)[:1])
@@ -555,7 +538,7 @@ def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]
             if want is None:
                 continue
             need = len(want) - _sound_misses()
-            starts = _sound_starts(want, need, where, req.end(), req.end() + _BOSS_REACH)
+            starts = aligned_starts(want, need, where, req.end(), req.end() + _BOSS_REACH)
             for m in find_sounds(text, noun, SOUND_MAX_COST, sounds, req.end(), req.end() + _BOSS_REACH,
                                  starts=starts) if starts else ():
                 heard = text[m.start:m.end]

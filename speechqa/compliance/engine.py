@@ -218,22 +218,11 @@ class CallView:
         self._matches[key] = found
         heard = self.syllable_index(turns)
         where = heard.where
-        if sum(map(where.__contains__, want)) < min_same:
-            return found
-        from speechqa.phonetic import find_sounds
+        from speechqa.phonetic import aligned_starts, find_sounds
 
-        # votes per start (a position in the turns' syllables in a row), one per syllable of
-        # the phrase that is the same there; a start whose span would cross into the next
-        # turn is dropped by the search (a start past the turn's last full span)
-        votes: dict[int, int] = {}
-        get = votes.get
-        for k, w in enumerate(want):
-            for g in where.get(w, ()):
-                votes[g - k] = get(g - k, 0) + 1
-        turn_of, offset_of = heard.turn_of, heard.offset_of
         starts: dict[int, list[int]] = {}
-        for g in sorted(g for g, v in votes.items() if v >= min_same and g >= 0):
-            starts.setdefault(turn_of[g], []).append(offset_of[g])
+        for g in aligned_starts(want, min_same, where):
+            starts.setdefault(heard.turn_of[g], []).append(heard.offset_of[g])
         if not starts:
             return found
         # a match must cost less than (1 - threshold) per syllable: at 0.75, a four-syllable
