@@ -46,8 +46,9 @@ def false_sound_matches(results: Iterable[CallResult], scorecard: Scorecard) -> 
             wordings = [_compact(w) for w in group]
             matches: dict[int, object] = {}
             scope = tuple(agent_turns)
-            for key, want, min_same in compiled.sound_plan(cores):
-                for i in view.sound_matches(key, want, min_same, threshold, scope):
+            keys, bank = compiled.sound_plan(cores)
+            for j, key in enumerate(keys):
+                for i in view.sound_matches(key, bank.wants[j], bank.needs[j], threshold, scope):
                     matches.setdefault(i, key)
             for i in agent_turns:
                 t = r.turns[i]

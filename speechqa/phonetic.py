@@ -131,6 +131,37 @@ def aligned_starts(want: Sequence[str], need: int, where: dict[str, list[int]],
 
 
 @dataclass(frozen=True)
+class SoundBank:
+    """Phrases to be heard by sound, each as fuzzy syllables of which ``need`` must be heard
+    in line, indexed by syllable: which of many phrases a text may sound like is found from
+    the text's syllables in one pass, not phrase by phrase."""
+
+    wants: tuple[tuple[str, ...], ...]
+    needs: tuple[int, ...]
+    by_syllable: dict[str, tuple[tuple[int, int], ...]]  # syllable -> (phrase, times in it)
+
+    @classmethod
+    def of(cls, wants: Sequence[tuple[str, ...]], needs: Sequence[int]) -> SoundBank:
+        index: dict[str, list[tuple[int, int]]] = {}
+        for j, want in enumerate(wants):
+            for syllable in dict.fromkeys(want):
+                index.setdefault(syllable, []).append((j, want.count(syllable)))
+        return cls(tuple(wants), tuple(needs), {k: tuple(v) for k, v in index.items()})
+
+    def candidates(self, where: dict[str, list[int]]) -> list[int]:
+        """The phrases (indices, in order) with at least ``need`` of their syllables among
+        those of ``where`` (:func:`syllable_positions`): the only ones a text can sound like."""
+        counts: dict[int, int] = {}
+        get = counts.get
+        index = self.by_syllable
+        for syllable in where.keys() & index.keys():
+            for j, times in index[syllable]:
+                counts[j] = get(j, 0) + times
+        needs = self.needs
+        return sorted(j for j, c in counts.items() if c >= needs[j])
+
+
+@dataclass(frozen=True)
 class SoundMatch:
     start: int  # character offsets in the text
     end: int

@@ -53,6 +53,7 @@ from typing import Any
 from speechqa.calls import Event, Turn, Word
 from speechqa.errors import ConfigError
 from speechqa.phonetic import (
+    SoundBank,
     aligned_starts,
     char_pinyin,
     find_sounds,
@@ -520,9 +521,12 @@ def number_cues(path: str = "") -> NumberCues:
 
 
 @lru_cache(maxsize=8)
-def _noun_sounds(nouns: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The nouns of three or more characters with their fuzzy syllables (the sound search's)."""
-    return tuple((noun, tuple(fuzzy(s) for s in phrase_pinyin(noun) if s)) for noun in nouns if len(noun) >= 3)
+def _noun_sounds(nouns: tuple[str, ...]) -> tuple[tuple[str, ...], SoundBank]:
+    """The nouns of three or more characters, all with pinyin, that the sound search hears
+    (all but one of a noun's syllables the same), and their sound bank."""
+    heard = [n for n in nouns if len(n) >= 3 and all(phrase_pinyin(n))]
+    wants = [tuple(fuzzy(s) for s in phrase_pinyin(n)) for n in heard]  # type: ignore[arg-type]
+    return tuple(heard), SoundBank.of(wants, [len(n) - 1 for n in heard])
 
 
 @lru_cache(maxsize=8)
@@ -541,8 +545,10 @@ def _number_at(text: str, cues: NumberCues) -> int | None:
     found: list[int] = []
     sounds = pinyin(text)
     where = syllable_positions(sounds)
-    for noun, want in _noun_sounds(tuple(cues.numbers)):
-        starts = aligned_starts(want, len(noun) - 1, where)
+    nouns, bank = _noun_sounds(tuple(cues.numbers))
+    for j in bank.candidates(where):
+        noun = nouns[j]
+        starts = aligned_starts(bank.wants[j], bank.needs[j], where)
         if not starts:
             continue
         matches = find_sounds(text, noun, 0.5, sounds, min_same=len(noun) - 1, max_step=0.5, starts=starts)

@@ -55,6 +55,7 @@ import numpy as np
 
 from speechqa.calls import CallSentiment, Event, RoleSentiment, Turn
 from speechqa.config import SentimentSettings
+from speechqa.phonetic import SoundBank
 from speechqa.text import CLAUSE_BREAKS, PUNCT_RUN, _replaced, clause_text, is_backchannel
 from speechqa.vocab import Checker, read_toml
 
@@ -254,7 +255,7 @@ def text_features(text: str, vocab: Vocabulary | None = None) -> list[str]:
             flip = NEGATION_SPAN
     for chunk in _PUNCT.split(text):
         for n in CHAR_NGRAMS:
-            out.extend("c:" + chunk[i : i + n] for i in range(len(chunk) - n + 1))
+            out += ["c:" + chunk[i : i + n] for i in range(len(chunk) - n + 1)]
     return out
 
 
@@ -275,9 +276,11 @@ class Model:
         """``z`` for each feature list; an empty list (nothing known) gives 0."""
         rows: list[int] = []
         owner: list[int] = []
+        get = self.index.get
         for i, feats in enumerate(feature_lists):
-            known = {self.index[f] for f in feats if f in self.index}
-            rows.extend(known)
+            known = set(map(get, feats))
+            known.discard(None)
+            rows.extend(known)  # type: ignore[arg-type]
             owner.extend([i] * len(known))
         n = len(feature_lists)
         idx = np.asarray(rows, dtype=np.int64)
@@ -493,19 +496,12 @@ def _fuzzy_syllables(phrase: str) -> tuple[str, ...] | None:
 
 
 @lru_cache(maxsize=8)
-def _sound_plan(escalation: Escalation) -> tuple[tuple[str, str, tuple[str, ...], int], ...]:
-    """Per escalation sound cue: (kind, phrase, fuzzy syllables, how many must be heard).
-
-    A syllable that is not the same or a fuzzy pair costs at least NASAL_CODA_COST, so all
-    but ``SOUND_MAX_COST / NASAL_CODA_COST`` of a phrase's syllables must be heard for a
-    sound-alike (a cheap test before the search). Phrases with a character without pinyin
-    are left out: they cannot be heard by sound."""
-    plan = []
-    for kind, phrase in escalation.sounds:
-        want = _fuzzy_syllables(phrase)
-        if want is not None:
-            plan.append((kind, phrase, want, len(want) - _sound_misses()))
-    return tuple(plan)
+def _sound_plan(escalation: Escalation) -> tuple[tuple[tuple[str, str], ...], SoundBank]:
+    """The escalation sound cues that can be heard by sound (every character has pinyin), as
+    (kind, phrase), and their sound bank: all but ``_sound_misses()`` syllables in line."""
+    cues = [(kind, phrase) for kind, phrase in escalation.sounds if _fuzzy_syllables(phrase) is not None]
+    wants = [_fuzzy_syllables(phrase) for _, phrase in cues]
+    return tuple(cues), SoundBank.of(wants, [len(w) - _sound_misses() for w in wants])  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=1)
@@ -526,7 +522,9 @@ def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]
     sounds = pinyin(text)
     where = syllable_positions(sounds)
     hits = []
-    for kind, phrase, want, need in _sound_plan(esc):
+    plan, bank = _sound_plan(esc)
+    for j in bank.candidates(where):
+        (kind, phrase), want, need = plan[j], bank.wants[j], bank.needs[j]
         starts = aligned_starts(want, need, where)
         if starts:
             hits.extend((kind, m.start, m.end) for m in find_sounds(text, phrase, SOUND_MAX_COST, sounds,

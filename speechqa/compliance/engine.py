@@ -39,7 +39,7 @@ from speechqa.compliance.schema import (
     Similar,
     walk,
 )
-from speechqa.phonetic import SAME_INITIAL_COST, SoundMatch
+from speechqa.phonetic import SAME_INITIAL_COST, SoundBank, SoundMatch
 from speechqa.text import normalize
 
 
@@ -81,8 +81,8 @@ class Compiled:
     # group of synonyms -> (compact key -> its places in the group), built on first use
     groups: dict[tuple[str, ...], dict[str, tuple[int, ...]]] = field(
         default_factory=dict, compare=False, repr=False)
-    # wordings searched by sound -> (compact key, fuzzy syllables, how many must be the same)
-    sound_plans: dict[tuple[str, ...], tuple[tuple[str, tuple[str, ...], int], ...]] = field(
+    # wordings searched by sound -> their compact keys and sound bank
+    sound_plans: dict[tuple[str, ...], tuple[tuple[str, ...], SoundBank]] = field(
         default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -103,15 +103,16 @@ class Compiled:
             places = self.groups[group] = {k: tuple(v) for k, v in found.items()}
         return places
 
-    def sound_plan(self, wordings: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...], int], ...]:
-        """The wordings worth a sound-alike search (two characters or more, all with pinyin),
-        each as (compact key, fuzzy syllables, min_same_syllables) (cached)."""
+    def sound_plan(self, wordings: tuple[str, ...]) -> tuple[tuple[str, ...], SoundBank]:
+        """The compact keys of the wordings worth a sound-alike search (two characters or
+        more, all with pinyin), and their sound bank: ``min_same_syllables`` in line (cached)."""
         plan = self.sound_plans.get(wordings)
         if plan is None:
-            keys = dict.fromkeys(self.key.get(w) or _compact(w) for w in wordings)
-            plan = tuple((k, want, min_same_syllables(len(k))) for k in keys
-                         if len(k) >= 2 and (want := _fuzzy_pinyin(k)) is not None)
-            self.sound_plans[wordings] = plan
+            keys = [k for k in dict.fromkeys(self.key.get(w) or _compact(w) for w in wordings)
+                    if len(k) >= 2 and _fuzzy_pinyin(k) is not None]
+            wants = [_fuzzy_pinyin(k) for k in keys]
+            plan = self.sound_plans[wordings] = (
+                tuple(keys), SoundBank.of(wants, [min_same_syllables(len(k)) for k in keys]))  # type: ignore[arg-type]
         return plan
 
 
@@ -332,11 +333,9 @@ def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy:
     if hits or fuzzy >= 1:
         return hits
     scope = tuple(turns)
-    heard = view.syllable_index(scope).where
-    for key, want, min_same in view.compiled.sound_plan(cores or group):
-        if sum(map(heard.__contains__, want)) < min_same:
-            continue  # too few of its syllables in these turns: no sound-alike
-        for i, found in view.sound_matches(key, want, min_same, fuzzy, scope).items():
+    keys, bank = view.compiled.sound_plan(cores or group)
+    for j in bank.candidates(view.syllable_index(scope).where):  # enough of its syllables heard
+        for i, found in view.sound_matches(keys[j], bank.wants[j], bank.needs[j], fuzzy, scope).items():
             hits.append(view.hit(i, view.texts[i][found.start:found.end], found.score, found.start))
     return sorted((h for h in hits if window[0] <= h.start < window[1]), key=lambda h: (h.start, -h.score))
 
