@@ -280,3 +280,15 @@ def test_the_shipped_scorecard_holds_no_phrase_of_a_single_committed_call():
     text = (Path(__file__).resolve().parents[1] / "speechqa" / "data" / "scorecard_zh.toml").read_text("utf-8")
     for lifted in ("寄件人的姓名", "三天没", "扣费明细", "白等"):
         assert lifted not in text
+
+
+def test_an_exclusion_reads_the_sentence_on_into_the_same_speakers_next_turn():
+    rules = card(item("no_brush_off", '{ not = { regex = "没办法", exclude = "没办法[^ ]{0,10} ?(不过|但是)", '
+                                      'role = "agent" } }'))
+
+    def said(second_start):
+        return call(agent(0.0, 2.0, "系统里的读数我这边没办法直接改", 1),
+                    agent(second_start, second_start + 3.0, "不过我可以给您提交一个复核工单", 2))
+
+    assert outcome(said(2.8), rules).outcome == "pass"  # ASR cut one sentence at a pause
+    assert outcome(said(9.0), rules).outcome == "fail"  # a later turn is another sentence

@@ -425,11 +425,27 @@ def _similar(cond: Similar, view: CallView) -> Outcome:
     return Outcome(False, (), f"nothing like {cond.examples[0]!r} {where}".strip())
 
 
+_CONTINUES_S = 1.5  # a turn of the same speaker starting this soon after one ends goes on with it
+
+
+def _sentence(view: CallView, i: int) -> str:
+    """Turn ``i``'s match text and that of the same speaker's next turn when it continues the
+    sentence (next in the call, within ``_CONTINUES_S``): ASR cuts sentences at pauses, and a
+    regex's exclusion (没办法直接改，不过…) must see how the sentence goes on."""
+    turns = view.turns
+    text = turns[i].match_text or normalize(turns[i].text)
+    if i + 1 < len(turns):
+        t, nxt = turns[i], turns[i + 1]
+        if nxt.channel == t.channel and nxt.role == t.role and nxt.start - t.end <= _CONTINUES_S:
+            text += " " + (nxt.match_text or normalize(nxt.text))
+    return text
+
+
 def _regex(cond: Regex, view: CallView) -> Outcome:
     hits = []
     for i in view.in_scope(cond.scope):
         text = view.turns[i].match_text or normalize(view.turns[i].text)
-        if cond.exclude is not None and cond.exclude.search(text):
+        if cond.exclude is not None and cond.exclude.search(_sentence(view, i)):
             continue
         m = cond.pattern.search(text)
         if m:
