@@ -322,14 +322,13 @@ def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy:
                 window: tuple[float, float], cores: tuple[str, ...] = ()) -> list[Hit]:
     """Hits of one group of synonyms: exact ones, else (``fuzzy`` < 1) sound-alikes of its
     core wordings."""
-    allowed = set(turns)
     hits: list[Hit] = []
     places = view.compiled.group_keys(group)  # exact hits in the order of the group's wordings
-    exact = view.exact
-    shared = ([k for k in places if k in exact] if len(places) < len(exact)
-              else [k for k in exact if k in places])  # the order is the sort's
-    for _, key in sorted((n, k) for k in shared for n in places[k]):
-        hits.extend(view.hit(i, key, 1.0, pos) for i, pos in view.exact[key] if i in allowed)
+    shared = places.keys() & view.exact.keys()
+    if shared:
+        allowed = set(turns)
+        for _, key in sorted((n, k) for k in shared for n in places[k]):
+            hits.extend(view.hit(i, key, 1.0, pos) for i, pos in view.exact[key] if i in allowed)
     if hits or fuzzy >= 1:
         return hits
     scope = tuple(turns)
