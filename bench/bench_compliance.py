@@ -1,17 +1,24 @@
 """Scorecard accuracy and PII leaks on the dev and the held-out evaluation calls; scorecard speed.
 
-    .venv/bin/python bench/bench_compliance.py [--rules FILE] [--sets dev,eval,eval2] [--no-speed]
+    .venv/bin/python bench/bench_compliance.py [--rules FILE] [--sets dev,eval,eval2,eval3,eval4] [--no-speed]
 
 Accuracy: the real batch (real model, real audio, transcript cache in ``out/.bench-cache``)
 scored with the shipped scorecard (or ``--rules``), each item's outcome compared with the
-call's ``script_items`` truth (true = pass, false = fail, null = N/A), on two sets scored
-separately:
+call's ``script_items`` truth (true = pass, false = fail, null = N/A), per set:
 
 * ``dev_``: ``recordings/`` and ``tests/fixtures/calls``: the calls the analytics were built on;
-* ``eval_``: ``bench/eval/calls`` (issue 9): new wording, voices and companies that nobody
-  tunes on. Do not copy its lines into the scorecard, lexicons or tests.
-* ``eval2_``: ``bench/eval2/calls``: a second held-out set, unseen while bench/eval was used to
-  fix the analytics. Look only at its numbers, not at its wrong-outcome lines.
+* ``eval_``: ``bench/eval/calls`` (issue 9): new wording, voices and companies, written without
+  the phrase lists; since used to fix them (seen).
+* ``eval2_``: ``bench/eval2/calls``: a second such set; only its numbers have been looked at.
+* ``eval3_``: ``bench/eval3/calls``: a third; measured once unseen, then used to fix the lists (seen).
+* ``eval4_``: ``bench/eval4/calls``: the held-out set. Look only at its numbers, not at its
+  wrong-outcome lines, and do not copy its lines into the scorecard, lexicons or tests.
+
+Each set is scored twice: from the audio, and (``<set>_script_``) from the calls' script
+through the transcript import (true words, roles and times): the analytics alone. Each wrong
+outcome of the audio run gets a cause (``wrong_by_cause``): ``analytics`` (the script run is
+wrong too), ``mono`` (one channel, no roles), ``roles`` (stereo, agent channel detected
+wrongly) or ``asr`` (the words whisper wrote).
 
 Per set: ``item_accuracy`` (agreement over pass / fail / N/A, all items of all calls), the
 violation precision / recall / F1 (a failed item is the positive class: it is what a reviewer
@@ -51,6 +58,7 @@ SETS = {
     "eval": (ROOT / "bench" / "eval" / "calls",),
     "eval2": (ROOT / "bench" / "eval2" / "calls",),
     "eval3": (ROOT / "bench" / "eval3" / "calls",),
+    "eval4": (ROOT / "bench" / "eval4" / "calls",),
 }
 OUTCOME = {True: "pass", False: "fail", None: "na"}
 
@@ -205,8 +213,8 @@ def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", help="scorecard TOML (default: the shipped one)")
-    parser.add_argument("--sets", default="dev,eval,eval2",
-                        help="comma-separated: dev, eval, eval2 (default all)")
+    parser.add_argument("--sets", default=",".join(SETS),
+                        help=f"comma-separated: {', '.join(SETS)} (default all)")
     parser.add_argument("--no-speed", action="store_true", help="skip the scorecard speed part")
     args = parser.parse_args()
     wanted = [s.strip() for s in args.sets.split(",") if s.strip()]
