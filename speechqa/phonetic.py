@@ -130,35 +130,52 @@ def aligned_starts(want: Sequence[str], need: int, where: dict[str, list[int]],
     return sorted(g for g, v in votes.items() if v >= need and lo <= g < top)
 
 
+_BITS: dict[str, int] = {}  # fuzzy syllable -> its bit in a syllable mask (for the process)
+
+
+def syllable_mask(syllables: Iterable[str]) -> int:
+    """The set of some fuzzy syllables as one integer, a bit per syllable: two sets meet in
+    ``a & b`` and ``(a & b).bit_count()`` counts the syllables they share."""
+    mask = 0
+    for s in syllables:
+        bit = _BITS.get(s)
+        if bit is None:
+            bit = _BITS[s] = 1 << len(_BITS)
+        mask |= bit
+    return mask
+
+
 @dataclass(frozen=True)
 class SoundBank:
     """Phrases to be heard by sound, each as fuzzy syllables of which ``need`` must be heard
-    in line, indexed by syllable: which of many phrases a text may sound like is found from
-    the text's syllables in one pass, not phrase by phrase."""
+    in line: which of many phrases a text may sound like is found from syllable masks, a
+    few integer operations per phrase, before any phrase is searched for."""
 
     wants: tuple[tuple[str, ...], ...]
     needs: tuple[int, ...]
-    by_syllable: dict[str, tuple[tuple[int, int], ...]]  # syllable -> (phrase, times in it)
+    masks: tuple[int, ...]  # each phrase's distinct syllables
+    distinct_needs: tuple[int, ...]  # of those, how many a text must have at the least
 
     @classmethod
     def of(cls, wants: Sequence[tuple[str, ...]], needs: Sequence[int]) -> SoundBank:
-        index: dict[str, list[tuple[int, int]]] = {}
-        for j, want in enumerate(wants):
-            for syllable in dict.fromkeys(want):
-                index.setdefault(syllable, []).append((j, want.count(syllable)))
-        return cls(tuple(wants), tuple(needs), {k: tuple(v) for k, v in index.items()})
+        # a phrase heard with ``need`` of its syllables has at least need - (its repeats) of
+        # its distinct ones (谢谢: one distinct syllable, said twice)
+        return cls(tuple(wants), tuple(needs), tuple(syllable_mask(w) for w in wants),
+                   tuple(need - (len(w) - len(set(w))) for w, need in zip(wants, needs, strict=True)))
 
-    def candidates(self, where: dict[str, list[int]]) -> list[int]:
-        """The phrases (indices, in order) with at least ``need`` of their syllables among
-        those of ``where`` (:func:`syllable_positions`): the only ones a text can sound like."""
-        counts: dict[int, int] = {}
-        get = counts.get
-        index = self.by_syllable
-        for syllable in where.keys() & index.keys():
-            for j, times in index[syllable]:
-                counts[j] = get(j, 0) + times
-        needs = self.needs
-        return sorted(j for j, c in counts.items() if c >= needs[j])
+    def candidates(self, masks: Sequence[int]) -> list[int]:
+        """The phrases (indices, in order) that one of the texts whose syllable ``masks``
+        are given may sound like: those with enough of their syllables in one text."""
+        if not masks:
+            return []
+        union = 0
+        for m in masks:
+            union |= m
+        out = []
+        for j, (pm, need) in enumerate(zip(self.masks, self.distinct_needs, strict=True)):
+            if (union & pm).bit_count() >= need and any((m & pm).bit_count() >= need for m in masks):
+                out.append(j)
+        return out
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ from speechqa.phonetic import (
     phrase_pinyin,
     pinyin,
     syllable_cost,
+    syllable_mask,
     syllable_positions,
 )
 from speechqa.text import _MEASURES, CN_DIGIT_VALUES
@@ -546,7 +547,7 @@ def _number_at(text: str, cues: NumberCues) -> int | None:
     sounds = pinyin(text)
     where = syllable_positions(sounds)
     nouns, bank = _noun_sounds(tuple(cues.numbers))
-    for j in bank.candidates(where):
+    for j in bank.candidates([syllable_mask(where)]):
         noun = nouns[j]
         starts = aligned_starts(bank.wants[j], bank.needs[j], where)
         if not starts:

@@ -515,7 +515,7 @@ def _sound_misses() -> int:
 
 def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]]:
     """Escalation cues found by sound: (kind, negated, start, end), like :func:`cues`."""
-    from speechqa.phonetic import aligned_starts, find_sounds, pinyin, syllable_positions
+    from speechqa.phonetic import aligned_starts, find_sounds, pinyin, syllable_mask, syllable_positions
     from speechqa.text import word_frequency
 
     esc = vocab.escalation
@@ -523,7 +523,7 @@ def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]
     where = syllable_positions(sounds)
     hits = []
     plan, bank = _sound_plan(esc)
-    for j in bank.candidates(where):
+    for j in bank.candidates([syllable_mask(where)]):
         (kind, phrase), want, need = plan[j], bank.wants[j], bank.needs[j]
         starts = aligned_starts(want, need, where)
         if starts:

@@ -171,6 +171,8 @@ class CallView:
                         self.exact.setdefault(phrase, []).append((i, pos))
         self._sounds: dict[int, tuple[str | None, ...]] = {}
         self._index: dict[tuple[int, ...], _Syllables] = {}
+        self._fuzzies: dict[int, tuple[str | None, ...]] = {}
+        self._masks: dict[tuple[int, ...], list[int]] = {}
         self._clock: dict[int, tuple[list[Word], list[int]]] = {}
         self._matches: dict[tuple[str, float, tuple[int, ...]], dict[int, SoundMatch]] = {}
 
@@ -237,25 +239,40 @@ class CallView:
                 found[i] = matches[0]
         return found
 
-    def syllable_index(self, turns: tuple[int, ...]) -> _Syllables:
-        """The fuzzy syllables of some turns' match texts, indexed (built once per list of
-        turns: a scope's)."""
-        index = self._index.get(turns)
-        if index is None:
+    def fuzzies(self, i: int) -> tuple[str | None, ...]:
+        """Turn ``i``'s fuzzy syllables, one per character of its match text (cached)."""
+        found = self._fuzzies.get(i)
+        if found is None:
             from speechqa.phonetic import fuzzy
 
-            index = self._index[turns] = _Syllables({}, [], [], [])
+            found = self._fuzzies[i] = tuple(None if s is None else fuzzy(s) for s in self.sounds(i))
+        return found
+
+    def scope_masks(self, turns: tuple[int, ...]) -> list[int]:
+        """Each turn's syllable mask (phonetic.syllable_mask), for a scope's turns (cached)."""
+        masks = self._masks.get(turns)
+        if masks is None:
+            from speechqa.phonetic import syllable_mask
+
+            masks = [syllable_mask(f for f in self.fuzzies(i) if f is not None) for i in turns]
+            self._masks[turns] = masks
+        return masks
+
+    def syllable_index(self, turns: tuple[int, ...]) -> _Syllables:
+        """The fuzzy syllables of some turns' match texts, indexed (built once per list of
+        turns: a scope's, when one of its phrases may be heard there)."""
+        index = self._index.get(turns)
+        if index is None:
+            index = self._index[turns] = _Syllables({}, [], [])
+            n = 0
             for i in turns:
-                for p, s in enumerate(self.sounds(i)):
-                    f = None if s is None else fuzzy(s)
+                fz = self.fuzzies(i)
+                for p, f in enumerate(fz):
                     if f is not None:
-                        index.where.setdefault(f, []).append(len(index.flat))
-                    index.flat.append(f)
-                    index.turn_of.append(i)
-                    index.offset_of.append(p)
-                index.flat.append(None)  # between two turns: no span crosses it
-                index.turn_of.append(i)
-                index.offset_of.append(len(self.texts[i]))
+                        index.where.setdefault(f, []).append(n + p)
+                n += len(fz) + 1  # a gap between two turns: no span crosses it
+                index.turn_of.extend([i] * (len(fz) + 1))
+                index.offset_of.extend(range(len(fz) + 1))
         return index
 
     def hit(self, i: int, text: str, score: float = 1.0, offset: int | None = None) -> Hit:
@@ -289,11 +306,10 @@ class CallView:
 
 @dataclass(frozen=True)
 class _Syllables:
-    """Some turns' fuzzy syllables in a row (None for a character without pinyin, and
-    between turns), with each position's turn and offset, and syllable -> positions."""
+    """Some turns' fuzzy syllables in a row, a gap between turns: syllable -> positions, and
+    each position's turn and offset."""
 
     where: dict[str, list[int]]
-    flat: list[str | None]
     turn_of: list[int]
     offset_of: list[int]
 
@@ -333,7 +349,7 @@ def _group_hits(view: CallView, group: tuple[str, ...], turns: list[int], fuzzy:
         return hits
     scope = tuple(turns)
     keys, bank = view.compiled.sound_plan(cores or group)
-    for j in bank.candidates(view.syllable_index(scope).where):  # enough of its syllables heard
+    for j in bank.candidates(view.scope_masks(scope)):  # enough of its syllables in one turn
         for i, found in view.sound_matches(keys[j], bank.wants[j], bank.needs[j], fuzzy, scope).items():
             hits.append(view.hit(i, view.texts[i][found.start:found.end], found.score, found.start))
     return sorted((h for h in hits if window[0] <= h.start < window[1]), key=lambda h: (h.start, -h.score))
