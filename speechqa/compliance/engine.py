@@ -382,28 +382,29 @@ def _phrases(cond: Phrases, view: CallView) -> Outcome:
 
 
 @lru_cache(maxsize=65536)
-def _sound_units(text: str) -> tuple[str, ...]:
+def _sound_units(text: str) -> str:
     """Initials and finals of the fuzzy syllables (a misheard syllable often keeps one of
-    them: 欢 huan / 华 hua); characters without pinyin stand for themselves. Cached per text:
+    them: 欢 huan / 华 hua), each written as one private-use character so that the alignment
+    runs on a plain string; characters without pinyin stand for themselves. Cached per text:
     the examples are the same on every call and every turn."""
     from speechqa.phonetic import pinyin
 
     out: list[str] = []
     for ch, syllable in zip(text, pinyin(text), strict=True):
-        if syllable is None:
-            out.append(ch)
-        else:
-            out.extend(_syllable_units(syllable))
-    return tuple(out)
+        out.append(ch if syllable is None else _syllable_units(syllable))
+    return "".join(out)
+
+
+_UNITS: dict[str, str] = {}  # an initial or final -> its private-use character
 
 
 @lru_cache(maxsize=4096)
-def _syllable_units(syllable: str) -> tuple[str, str]:
-    """(initial + "-", final) of a syllable's fuzzy form (cached)."""
+def _syllable_units(syllable: str) -> str:
+    """The (initial, final) of a syllable's fuzzy form as two private-use characters (cached)."""
     from speechqa.phonetic import fuzzy, split_syllable
 
     initial, final = split_syllable(fuzzy(syllable))
-    return initial + "-", final
+    return "".join(_UNITS.setdefault(u, chr(0xE000 + len(_UNITS))) for u in (initial + "-", final))
 
 
 def similarity(example: str, text: str) -> float:
