@@ -55,6 +55,11 @@ def split_syllable(syllable: str) -> tuple[str, str]:
     return "", syllable
 
 
+def load() -> None:
+    """Import pypinyin and its dictionaries now (once per process), not on a call's first turn."""
+    char_pinyin("中")
+
+
 @lru_cache(maxsize=16384)
 def char_pinyin(ch: str) -> str | None:
     """Toneless pinyin of one Han character (its most common reading), None for anything else."""

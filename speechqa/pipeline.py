@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from speechqa import __version__, asr, audio, clips, ingest, metrics, outputs, sentiment, text, vocab
+from speechqa import __version__, asr, audio, clips, ingest, metrics, outputs, phonetic, sentiment, text, vocab
 from speechqa.calls import CallResult, Event, Failure, Recording, Turn
 from speechqa.compliance import Scorecard, load_scorecard, score_call
 from speechqa.config import Settings
@@ -88,6 +88,7 @@ def make_context(settings: Settings, out: Path, *, force: bool = False, audio: b
     # Loaded now so that a missing user dictionary or sentiment model stops the run before
     # any call is touched, instead of failing every call; both stay cached for the workers.
     text.tokenizer(settings.text.user_words, settings.text.user_dict)
+    phonetic.load()  # pypinyin's dictionaries (most of a second), which every call's text stages read
     sentiment.load_model(settings.sentiment.model)
     scorecard = load_scorecard(settings.compliance.rules or None)  # a broken rules file stops the run
     vocab.preload(settings, scorecard)  # ... and so does a bad vocabulary file (speechqa/vocab.py)
