@@ -189,6 +189,27 @@ def test_hold_must_be_announced_before_it():
     assert no_hold.results[0].outcome == "na" and no_hold.score == 100.0
 
 
+def test_a_notice_the_agent_talked_past_announces_no_hold():
+    sc = card(item("hold_notice", '{ each = { event = "hold", min_duration_s = 10 }, '
+                                  'has = { phrases = ["查一下"], role = "agent" }, direction = "before", '
+                                  'within_s = 25, last_said = true }'))
+    hold = Event("c1", "hold", "both", 20.0, 33.0)
+
+    def said(*agent_turns):
+        return call(*(agent(s, e, t, i=n) for n, (s, e, t) in enumerate(agent_turns, 1)),
+                    customer(9.0, 12.0, "好，卡号是六二二五"), events=[hold])
+
+    # the notice, then the customer, then only an acknowledgement: announced
+    assert outcome(said((5, 8, "我帮您查一下"), (14, 15, "嗯，好的")), sc).outcome == "pass"
+    # the same sentence cut by ASR at a pause still announces it
+    assert outcome(said((5, 8, "我帮您查一下"), (8.6, 11, "大概要一两分钟")), sc).outcome == "pass"
+    # the agent moved on (嗯，退货没问题) before the silence: the notice was about something else
+    assert outcome(said((5, 8, "我帮您查一下"), (14, 17, "嗯，退货没问题")), sc).outcome == "fail"
+    with pytest.raises(ConfigError, match="last_said must be true or false"):
+        card(item("h", '{ each = { event = "hold" }, has = { phrases = ["稍等"] }, within_s = 5, '
+                       'last_said = "yes" }'))
+
+
 def test_metric_event_and_boolean_conditions():
     sc = card(item("a", '{ metric = "n_interruptions_agent", op = ">", value = 1 }', 50)
               + item("b", '{ all = [{ event = "escalation", detail = ["regulator"] }, '

@@ -530,11 +530,36 @@ def _context(cond: Context, view: CallView) -> Outcome:
                 near = [h for h in has if a.start <= h.start <= a.end + span]
             else:
                 near = [h for h in has if a.start - span <= h.end and h.start <= a.start]
+        if cond.last_said and cond.direction == "before":
+            near = [h for h in near if not _said_more(view, h, a.start)]
         if not near:
             window = f"{cond.within_turns} turns" if cond.within_turns is not None else f"{cond.within_s:g}s"
             return Outcome(False, (a,), f"nothing within {window} {cond.direction} {a.text} at {a.start:.1f}s")
         found.append(near[0])
     return Outcome(True, tuple(found))
+
+
+def _said_more(view: CallView, hit: Hit, until: float) -> bool:
+    """Whether the speaker of ``hit`` went on to say more than an acknowledgement (好的, 嗯)
+    after it and before ``until``: then the hit no longer announces what comes at ``until``
+    (我核实一下 … 嗯，退货没问题。[silence])."""
+    from speechqa.text import is_backchannel
+
+    if hit.turn < 0 or view.turns[hit.turn].role == "unknown":
+        return False  # no turn, or a mono call: who said the rest is not known
+    said = view.turns[hit.turn]
+    end, going_on = said.end, True  # the same sentence, cut by ASR at pauses (_sentence)
+    for t in view.turns[hit.turn + 1:]:
+        if t.start >= until:
+            break
+        same = t.role == said.role and t.channel == said.channel
+        if going_on and same and t.start - end <= _CONTINUES_S:
+            end = t.end
+            continue
+        going_on = False
+        if same and not is_backchannel(t.text):
+            return True
+    return False
 
 
 def evaluate(cond: Condition, view: CallView) -> Outcome:

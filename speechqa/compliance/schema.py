@@ -139,6 +139,7 @@ class Context:
     direction: str = "after"  # after | before
     within_s: float | None = None
     within_turns: int | None = None
+    last_said: bool = False  # before: the hit's speaker said nothing more before the anchor
 
 
 @dataclass(frozen=True)
@@ -374,7 +375,7 @@ class _Parser:
                 raise self.fail("before must be a list of two conditions [A, B]")
             return Before(self.condition(pair[0]), self.condition(pair[1]))
         if "each" in value:
-            self.known(value, ("each", "has", "direction", "within_s", "within_turns"), "each")
+            self.known(value, ("each", "has", "direction", "within_s", "within_turns", "last_said"), "each")
             if "has" not in value:
                 raise self.fail("each needs has (what must be near every anchor)")
             direction = value.get("direction", "after")
@@ -384,8 +385,11 @@ class _Parser:
             within_turns = self.number(value, "within_turns", integer=True)
             if within_s is None and within_turns is None:
                 raise self.fail("each needs within_s or within_turns")
+            last_said = value.get("last_said", False)
+            if not isinstance(last_said, bool):
+                raise self.fail(f"last_said must be true or false, got {last_said!r}")
             return Context(self.condition(value["each"]), self.condition(value["has"]), direction,
-                           within_s, within_turns)
+                           within_s, within_turns, last_said)
         if "event" in value:
             self.known(value, ("event", "detail", "role", "min_duration_s", "min_count"), "event")
             if value["event"] not in EVENT_TYPES:
