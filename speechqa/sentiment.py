@@ -521,7 +521,7 @@ def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]
     esc = vocab.escalation
     sounds = pinyin(text)
     where = syllable_positions(sounds)
-    hits = []
+    hits: list[tuple[str, int, int]] = []
     plan, bank = _sound_plan(esc)
     for j in bank.candidates([syllable_mask(where)]):
         (kind, phrase), want, need = plan[j], bank.wants[j], bank.needs[j]
@@ -532,11 +532,11 @@ def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]
     request = _request_regex(esc)
     for req in request.finditer(text) if request is not None else ():
         for noun in esc.boss_nouns:
-            want = _fuzzy_syllables(noun)
-            if want is None:
+            noun_sounds = _fuzzy_syllables(noun)
+            if noun_sounds is None:
                 continue
-            need = len(want) - _sound_misses()
-            starts = aligned_starts(want, need, where, req.end(), req.end() + _BOSS_REACH)
+            need = len(noun_sounds) - _sound_misses()
+            starts = aligned_starts(noun_sounds, need, where, req.end(), req.end() + _BOSS_REACH)
             for m in find_sounds(text, noun, SOUND_MAX_COST, sounds, req.end(), req.end() + _BOSS_REACH,
                                  starts=starts) if starts else ():
                 heard = text[m.start:m.end]
