@@ -421,7 +421,7 @@ def token_bounds(text: str) -> frozenset[int]:
     """Character offsets where jieba's segmentation puts a word boundary."""
     bounds = {0}
     pos = 0
-    for token in tokenizer().cut(text, HMM=False):
+    for token in cut(text):
         pos += len(token)
         bounds.add(pos)
     return frozenset(bounds)

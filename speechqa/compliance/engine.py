@@ -172,6 +172,7 @@ class CallView:
         self._sounds: dict[int, tuple[str | None, ...]] = {}
         self._index: dict[tuple[int, ...], _Syllables] = {}
         self._fuzzies: dict[int, tuple[str | None, ...]] = {}
+        self._bounds: dict[int, frozenset[int]] = {}
         self._masks: dict[tuple[int, ...], list[int]] = {}
         self._clock: dict[int, tuple[list[Word], list[int]]] = {}
         self._matches: dict[tuple[str, float, tuple[int, ...]], dict[int, SoundMatch]] = {}
@@ -235,9 +236,23 @@ class CallView:
         for i, positions in starts.items():
             matches = find_sounds(self.texts[i], phrase, max_cost, self.sounds(i),
                                   min_same=min_same, max_step=SAME_INITIAL_COST, starts=positions)
+            if matches and len(phrase) <= SHORT_SOUND_ALIKE:
+                # a short sound-alike must be whole words of the turn: 象麻烦 (象/麻烦) for 添麻烦,
+                # not 我是续 out of 我是续保顾问 for 我失误
+                bounds = self.word_bounds(i)
+                matches = [m for m in matches if m.start in bounds and m.end in bounds]
             if matches:
                 found[i] = matches[0]
         return found
+
+    def word_bounds(self, i: int) -> frozenset[int]:
+        """Where jieba puts word boundaries in turn ``i``'s match text (cached)."""
+        bounds = self._bounds.get(i)
+        if bounds is None:
+            from speechqa.text import token_bounds
+
+            bounds = self._bounds[i] = token_bounds(self.texts[i])
+        return bounds
 
     def fuzzies(self, i: int) -> tuple[str | None, ...]:
         """Turn ``i``'s fuzzy syllables, one per character of its match text (cached)."""
@@ -331,6 +346,10 @@ def min_same_syllables(n: int) -> int:
     return n if n <= 2 else (2 if n == 3 else n - 2)
 
 
+
+SHORT_SOUND_ALIKE = 3  # syllables: a sound-alike this short must fall on word boundaries
+
+
 # -- conditions ----------------------------------------------------------------------------
 
 
@@ -363,6 +382,9 @@ def _phrases(cond: Phrases, view: CallView) -> Outcome:
     if cond.fuzzy < 1 and not exact_enough:  # sound-alikes only where the exact text fell short
         per_group = [hs or _group_hits(view, g, turns, cond.fuzzy, window, c)
                      for g, c, hs in zip(cond.groups, cond.sound_groups(), per_group, strict=True)]
+    if cond.exclude is not None:  # 我们管不了，不过我可以…: the sentence goes on to what can be done
+        exclude = cond.exclude
+        per_group = [[h for h in hs if not exclude.search(_sentence(view, h.turn))] for hs in per_group]
     hits = tuple(sorted((h for hs in per_group for h in hs), key=lambda h: h.start))
     where = cond.scope.describe()
     labels = cond.labels or tuple(g[0] for g in cond.groups)

@@ -29,7 +29,7 @@ A condition is one of (see the README's rules reference for every key):
 - ``similar``: example sentences and a ``threshold``: a turn that says about the same thing in
   other words (character and sound alignment, see the engine);
 - ``regex`` with an optional ``exclude`` (read on the turn and the same speaker's next turn
-  when it continues the sentence within 1.5 s);
+  when it continues the sentence within 1.5 s); ``phrases`` take an ``exclude`` too;
 - scope keys on both: ``role``, ``first_s``, ``last_s``, ``first_pct``, ``last_pct``,
   ``first_turns``, ``last_turns``;
 - ``before = [A, B]``: A happens, and B (when it happens) only after A's first hit;
@@ -96,6 +96,7 @@ class Phrases:
     scope: Scope = Scope()
     labels: tuple[str, ...] = ()  # each group's first entry as written (a family stays one label)
     cores: tuple[tuple[str, ...], ...] = ()  # each group's core wordings, for the sound-alike search
+    exclude: re.Pattern[str] | None = None  # a hit in a sentence this matches does not count
 
     def sound_groups(self) -> tuple[tuple[str, ...], ...]:
         return self.cores or self.groups
@@ -325,7 +326,7 @@ class _Parser:
             self.known(value, ("not",), "not")
             return Not(self.condition(value["not"]))
         if "phrases" in value:
-            self.known(value, ("phrases", "match", "min_hits", "fuzzy", *SCOPE_KEYS), "phrases")
+            self.known(value, ("phrases", "match", "min_hits", "fuzzy", "exclude", *SCOPE_KEYS), "phrases")
             raw = value["phrases"]
             if not isinstance(raw, list) or not raw:
                 raise self.fail("phrases must be a non-empty list")
@@ -353,7 +354,7 @@ class _Parser:
                 raise self.fail("fuzzy must be in (0, 1]")
             min_hits = self.number(value, "min_hits", integer=True, default=1)
             return Phrases(tuple(groups), match, min_hits, float(fuzzy), self.scope(value), tuple(labels),
-                           tuple(cores))
+                           tuple(cores), self.regex(value, "exclude"))
         if "similar" in value:
             self.known(value, ("similar", "threshold", *SCOPE_KEYS), "similar")
             raw = value["similar"]
