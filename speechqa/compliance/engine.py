@@ -172,7 +172,7 @@ class CallView:
         self._sounds: dict[int, tuple[str | None, ...]] = {}
         self._index: dict[tuple[int, ...], _Syllables] = {}
         self._fuzzies: dict[int, tuple[str | None, ...]] = {}
-        self._bounds: dict[int, frozenset[int]] = {}
+        self._cuts: dict[int, frozenset[int]] = {}
         self._masks: dict[tuple[int, ...], list[int]] = {}
         self._clock: dict[int, tuple[list[Word], list[int]]] = {}
         self._matches: dict[tuple[str, float, tuple[int, ...]], dict[int, SoundMatch]] = {}
@@ -237,22 +237,28 @@ class CallView:
             matches = find_sounds(self.texts[i], phrase, max_cost, self.sounds(i),
                                   min_same=min_same, max_step=SAME_INITIAL_COST, starts=positions)
             if matches and len(phrase) <= SHORT_SOUND_ALIKE:
-                # a short sound-alike must be whole words of the turn: 象麻烦 (象/麻烦) for 添麻烦,
-                # not 我是续 out of 我是续保顾问 for 我失误
-                bounds = self.word_bounds(i)
-                matches = [m for m in matches if m.start in bounds and m.end in bounds]
+                # a short sound-alike must not cut through a common word the turn holds: 象麻烦
+                # out of 现象麻烦您稍等 is not 添麻烦 (ASR's garbles make rare words: 声分/证号码)
+                cuts = self.common_word_cuts(i)
+                matches = [m for m in matches if m.start not in cuts and m.end not in cuts]
             if matches:
                 found[i] = matches[0]
         return found
 
-    def word_bounds(self, i: int) -> frozenset[int]:
-        """Where jieba puts word boundaries in turn ``i``'s match text (cached)."""
-        bounds = self._bounds.get(i)
-        if bounds is None:
-            from speechqa.text import token_bounds
+    def common_word_cuts(self, i: int) -> frozenset[int]:
+        """Offsets inside a common word (jieba frequency ``COMMON_WORD_FREQ`` or more) of turn
+        ``i``'s match text: a span starting or ending there splits that word (cached)."""
+        cuts = self._cuts.get(i)
+        if cuts is None:
+            from speechqa.text import cut, word_frequency
 
-            bounds = self._bounds[i] = token_bounds(self.texts[i])
-        return bounds
+            inside, pos = set(), 0
+            for token in cut(self.texts[i]):
+                if len(token) > 1 and word_frequency(token) >= COMMON_WORD_FREQ:
+                    inside.update(range(pos + 1, pos + len(token)))
+                pos += len(token)
+            cuts = self._cuts[i] = frozenset(inside)
+        return cuts
 
     def fuzzies(self, i: int) -> tuple[str | None, ...]:
         """Turn ``i``'s fuzzy syllables, one per character of its match text (cached)."""
@@ -347,7 +353,8 @@ def min_same_syllables(n: int) -> int:
 
 
 
-SHORT_SOUND_ALIKE = 3  # syllables: a sound-alike this short must fall on word boundaries
+SHORT_SOUND_ALIKE = 3  # syllables: a sound-alike this short must not split a common word
+COMMON_WORD_FREQ = 100  # jieba frequency of a common word (现象 9054, 号码 980; 续保, 证号码 3)
 
 
 # -- conditions ----------------------------------------------------------------------------
