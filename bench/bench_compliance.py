@@ -1,6 +1,6 @@
 """Scorecard accuracy and PII leaks on the dev and the held-out evaluation calls; scorecard speed.
 
-    .venv/bin/python bench/bench_compliance.py [--rules FILE] [--sets dev,eval,...,eval5] [--no-speed]
+    .venv/bin/python bench/bench_compliance.py [--rules FILE] [--sets dev,eval,...,eval6] [--no-speed]
 
 Accuracy: the real batch (real model, real audio, transcript cache in ``out/.bench-cache``)
 scored with the shipped scorecard (or ``--rules``), each item's outcome compared with the
@@ -10,9 +10,9 @@ call's ``script_items`` truth (true = pass, false = fail, null = N/A), per set:
 * ``eval_``: ``bench/eval/calls`` (issue 9): new wording, voices and companies, written without
   the phrase lists; since used to fix them (seen).
 * ``eval2_``: ``bench/eval2/calls``: a second such set; only its numbers have been looked at.
-* ``eval3_``, ``eval4_``: ``bench/eval3/calls``, ``bench/eval4/calls``: a third and a fourth;
-  each measured once unseen, then used to fix the lists (seen).
-* ``eval5_``: ``bench/eval5/calls``: the held-out set. Look only at its numbers, not at its
+* ``eval3_`` to ``eval5_``: ``bench/eval3/calls`` … ``bench/eval5/calls``: each measured once
+  unseen, then used to fix the lists (seen).
+* ``eval6_``: ``bench/eval6/calls``: the held-out set. Look only at its numbers, not at its
   wrong-outcome lines, and do not copy its lines into the scorecard, lexicons or tests.
 
 Each set is scored twice: from the audio, and (``<set>_script_``) from the calls' script
@@ -61,6 +61,7 @@ SETS = {
     "eval3": (ROOT / "bench" / "eval3" / "calls",),
     "eval4": (ROOT / "bench" / "eval4" / "calls",),
     "eval5": (ROOT / "bench" / "eval5" / "calls",),
+    "eval6": (ROOT / "bench" / "eval6" / "calls",),
 }
 OUTCOME = {True: "pass", False: "fail", None: "na"}
 

@@ -1,11 +1,11 @@
 """PII leaks under ASR variants: does masking hold when the transcript changes?
 
-    .venv/bin/python bench/bench_pii.py [--variants default,beam1,...] [--sets dev,eval,...,eval5]
+    .venv/bin/python bench/bench_pii.py [--variants default,beam1,...] [--sets dev,eval,...,eval6]
 
 Runs ``speechqa run`` as a subprocess (each with its own transcript cache under
 ``out/.bench-pii/<variant>/`` and a throwaway history store; QA sampling off) on the
 committed ``recordings/`` (``dev``) and the evaluation sets ``bench/eval/calls`` (``eval``),
-``bench/eval2/calls`` (``eval2``) to ``bench/eval5/calls`` (``eval5``), then
+``bench/eval2/calls`` (``eval2``) to ``bench/eval6/calls`` (``eval6``), then
 checks every CSV table the run wrote for the true numbers of the calls' ``truth.json`` with
 ``bench/leaks.py`` (a leak = six or more consecutive digits of a true number in one cell,
 Chinese digit characters read as digits, whitespace and punctuation ignored).
@@ -54,7 +54,8 @@ import leaks  # noqa: E402
 
 SETS = {"dev": ROOT / "recordings", "eval": ROOT / "bench" / "eval" / "calls",
         "eval2": ROOT / "bench" / "eval2" / "calls", "eval3": ROOT / "bench" / "eval3" / "calls",
-        "eval4": ROOT / "bench" / "eval4" / "calls", "eval5": ROOT / "bench" / "eval5" / "calls"}
+        "eval4": ROOT / "bench" / "eval4" / "calls", "eval5": ROOT / "bench" / "eval5" / "calls",
+        "eval6": ROOT / "bench" / "eval6" / "calls"}
 VARIANTS: dict[str, dict] = {
     "default": {"env": {}},
     "beam1": {"env": {"SPEECHQA_ASR_BEAM_SIZE": "1"}},
@@ -172,7 +173,7 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, of: {', '.join(VARIANTS)} (default all)")
     parser.add_argument("--sets", default=",".join(SETS),
-                        help="comma-separated: dev (recordings/), eval, eval2 ... eval5 "
+                        help="comma-separated: dev (recordings/), eval, eval2 ... eval6 "
                              "(bench/<set>/calls); default all")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
