@@ -313,3 +313,14 @@ def test_an_exclusion_reads_the_sentence_on_into_the_same_speakers_next_turn():
 
     assert outcome(said(2.8), rules).outcome == "pass"  # ASR cut one sentence at a pause
     assert outcome(said(9.0), rules).outcome == "fail"  # a later turn is another sentence
+
+
+def test_a_phrase_in_a_sentence_its_exclude_matches_does_not_count():
+    rules = card(item("no_brush_off", '{ not = { phrases = ["(我们|我)?管不了"], role = "agent", fuzzy = 1.0, '
+                                      'exclude = "管不了.{0,24}(不过|但是)" } }'))
+    offer = call(agent(0, 4, "光猫的设置我们这边管不了，不过我可以告诉您怎么改"))
+    assert outcome(offer, rules).outcome == "pass"
+    r = outcome(call(agent(0, 2, "这个我们管不了")), rules)
+    assert r.outcome == "fail" and r.evidence_text == "我们管不了"
+    with pytest.raises(ConfigError, match="exclude"):
+        card(item("a", '{ phrases = ["管不了"], exclude = "(unclosed" }'))
