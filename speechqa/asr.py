@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -343,8 +344,9 @@ def channel_roles(n_channels: int, channels: ChannelSettings,
     customer side sounds clearly more like the agent than the configured agent side, by
     :func:`agent_script_score` (the agent's script, minus the caller's own phrases): it is at
     least 3, more than twice the other side's and 3 above it; or the configured agent side
-    scores below zero (it talks like a caller), the other side does not, and the gap is at
-    least ``SWAP_MARGIN`` (a curt agent says little of the script).
+    scores zero or below (no script, or it talks like a caller), the other side does not
+    score below zero, and the gap is at least ``SWAP_MARGIN`` (a curt agent says little of
+    the script).
 
     ``first`` is the channel that spoke first, on an inbound call (None for an outbound one,
     or when unknown): the agent answers the line, so that side gets ``FIRST_SPEAKER_POINTS``.
@@ -359,9 +361,9 @@ def channel_roles(n_channels: int, channels: ChannelSettings,
         a += FIRST_SPEAKER_POINTS * (first == agent)
         c += FIRST_SPEAKER_POINTS * (first == customer)
         agent_like = c >= 3 and c > 2 * a and c - a >= 3
-        caller_like = a < 0 <= c and c - a >= SWAP_MARGIN  # the "agent" side talks like the caller
-        quiet_agent = a <= 0 < c and c - a >= SWAP_MARGIN  # no script there; here some, and it answered
-        if agent_like or caller_like or quiet_agent:
+        # the "agent" side says no script (or talks like the caller) and the other side leads
+        caller_like = a <= 0 <= c and c - a >= SWAP_MARGIN
+        if agent_like or caller_like:
             agent, customer = customer, agent
     roles: dict[int, Role] = {ch: "unknown" for ch in range(n_channels)}
     if agent < n_channels:
@@ -405,8 +407,12 @@ def _load_agent_cues(path: str) -> AgentCues:
     if "customer" in data:
         ctable = c.table(data["customer"], "[customer]", ("patterns",), ("patterns",))
         cpatterns = c.strings(ctable["patterns"], "[customer]", "patterns", regex=True)
-        customer = re.compile("|".join(f"(?:{p})" for p in cpatterns))
-    return AgentCues(source, re.compile("|".join(f"(?:{p})" for p in patterns)), polite, customer)
+        customer = _any_of(cpatterns)
+    return AgentCues(source, _any_of(patterns), polite, customer)
+
+
+def _any_of(patterns: Sequence[str]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
 def load_agent_cues(path: str = "") -> AgentCues:

@@ -44,6 +44,7 @@ from speechqa.compliance.schema import Item, Phrases, Scorecard, load_scorecard,
 from speechqa.config import ClipSettings
 from speechqa.errors import AudioError, SpeechQAError
 from speechqa.files import write_atomic, write_text_atomic
+from speechqa.vocab import alternation
 
 MUTE_PAD_S = 0.1  # masked PII is muted this much wider on each side: word timestamps are approximate
 DEESCALATION_RISE = 0.25  # the customer's sentiment after an apology minus before it
@@ -89,7 +90,7 @@ def _apology_pattern(items: tuple[Item, ...]) -> re.Pattern[str]:
     """One pattern for the apology phrases of ``items``: it finds a match exactly when some
     phrase is in the text (cached, instead of a test per phrase per turn)."""
     phrases = tuple(p for item in items for p in _apology_phrases(item))
-    return re.compile("|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True)) or "(?!)")
+    return re.compile(alternation(phrases))
 
 
 @dataclass(frozen=True)

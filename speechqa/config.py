@@ -30,12 +30,9 @@ DEFAULT_PROMPT = (
 
 def _default_junk_phrases() -> tuple[str, ...]:
     """Phrases Whisper writes from silence or music (speechqa/data/junk_phrases_zh.toml)."""
-    from speechqa.vocab import Checker, read_toml
+    from speechqa.vocab import read_lists
 
-    data, source = read_toml("", "junk_phrases_zh.toml", "[guards] junk_phrases")
-    c = Checker(source)
-    c.table(data, "", ("phrases",), ("phrases",))
-    return c.strings(data["phrases"], "", "phrases")
+    return read_lists("", "junk_phrases_zh.toml", "[guards] junk_phrases", ("phrases",))["phrases"]
 
 
 DEFAULT_JUNK_PHRASES = _default_junk_phrases()

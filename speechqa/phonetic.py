@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 _FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"))
 _FUZZY_FINALS = (("eng", "en"), ("ing", "in"), ("ang", "an"))
@@ -30,7 +31,6 @@ def is_han(ch: str) -> bool:
     return "\u4e00" <= ch <= "\u9fff"
 
 
-@lru_cache(maxsize=4096)
 @lru_cache(maxsize=4096)
 def fuzzy(syllable: str) -> str:
     """Collapse the sound pairs that accents and ASR confuse (cached: a few hundred syllables)."""
@@ -79,6 +79,14 @@ def pinyin(text: str) -> tuple[str | None, ...]:
 def phrase_pinyin(phrase: str) -> tuple[str | None, ...]:
     """:func:`pinyin` of a phrase that is matched again and again (cached)."""
     return pinyin(phrase)
+
+
+@lru_cache(maxsize=8192)
+def phrase_sounds(phrase: str) -> tuple[str, ...] | None:
+    """The fuzzy syllables of a phrase that is matched again and again; None when a character
+    has no pinyin (such a phrase cannot be heard by sound). Cached."""
+    want = phrase_pinyin(phrase)
+    return tuple(fuzzy(w) for w in want) if all(want) else None  # type: ignore[arg-type]
 
 
 FUZZY_PAIR_COST = 0.25  # two syllables that differ only by a pair accents and ASR confuse
@@ -230,3 +238,13 @@ def find_sounds(
             found.append(SoundMatch(i, i + n, cost))
     return sorted(found, key=lambda m: (m.cost, m.start))
 
+
+def sounds_like(text: str, phrase: str, need: int, max_cost: float, sounds: tuple[str | None, ...],
+                where: dict[str, list[int]], lo: int = 0, hi: int | None = None,
+                **search: Any) -> list[SoundMatch]:
+    """:func:`find_sounds` tried only at the starts where ``need`` of the phrase's syllables
+    line up (:func:`aligned_starts` on ``where``, the :func:`syllable_positions` of ``sounds``):
+    one phrase among many looked for in a text; ``search`` goes on to :func:`find_sounds`."""
+    want = phrase_sounds(phrase)
+    starts = aligned_starts(want, need, where, lo, hi) if want else []
+    return find_sounds(text, phrase, max_cost, sounds, lo, hi, starts=starts, **search) if starts else []

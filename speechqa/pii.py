@@ -54,13 +54,11 @@ from speechqa.calls import Event, Turn, Word
 from speechqa.errors import ConfigError
 from speechqa.phonetic import (
     SoundBank,
-    aligned_starts,
     char_pinyin,
-    find_sounds,
-    fuzzy,
     is_han,
-    phrase_pinyin,
+    phrase_sounds,
     pinyin,
+    sounds_like,
     syllable_cost,
     syllable_mask,
     syllable_positions,
@@ -507,9 +505,12 @@ def parse_number_cues(data: dict[str, Any], source: str) -> NumberCues:
     return NumberCues(**values, window_s=float(window), source=source)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _alternation(words: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
+    """Any of ``words`` (vocab.alternation), compiled once per list."""
+    from speechqa.vocab import alternation
+
+    return re.compile(alternation(words))
 
 
 @lru_cache(maxsize=8)
@@ -525,36 +526,22 @@ def number_cues(path: str = "") -> NumberCues:
 def _noun_sounds(nouns: tuple[str, ...]) -> tuple[tuple[str, ...], SoundBank]:
     """The nouns of three or more characters, all with pinyin, that the sound search hears
     (all but one of a noun's syllables the same), and their sound bank."""
-    heard = [n for n in nouns if len(n) >= 3 and all(phrase_pinyin(n))]
-    wants = [tuple(fuzzy(s) for s in phrase_pinyin(n)) for n in heard]  # type: ignore[arg-type]
-    return tuple(heard), SoundBank.of(wants, [len(n) - 1 for n in heard])
-
-
-@lru_cache(maxsize=8)
-def _noun_pattern(nouns: tuple[str, ...]) -> re.Pattern[str]:
-    """Any of ``nouns``: the leftmost match starts where the first of them in a text does
-    (the smallest ``text.find(noun)``)."""
-    return re.compile("|".join(re.escape(noun) for noun in nouns) if nouns else "(?!)")
+    heard = [n for n in nouns if len(n) >= 3 and phrase_sounds(n) is not None]
+    return tuple(heard), SoundBank.of([phrase_sounds(n) for n in heard], [len(n) - 1 for n in heard])  # type: ignore[misc]
 
 
 def _number_at(text: str, cues: NumberCues) -> int | None:
     """Where ``text`` first names a kind of number, spelled or by sound (收集号 for 手机号),
     or None. The sound search runs only for nouns most of whose fuzzy syllables the text has."""
-    spelled = _noun_pattern(tuple(cues.numbers)).search(text)
+    spelled = _alternation(tuple(cues.numbers)).search(text)  # leftmost: the first noun named
     if spelled:
         return spelled.start()
-    found: list[int] = []
     sounds = pinyin(text)
     where = syllable_positions(sounds)
     nouns, bank = _noun_sounds(tuple(cues.numbers))
-    for j in bank.candidates([syllable_mask(where)]):
-        noun = nouns[j]
-        starts = aligned_starts(bank.wants[j], bank.needs[j], where)
-        if not starts:
-            continue
-        matches = find_sounds(text, noun, 0.5, sounds, min_same=len(noun) - 1, max_step=0.5, starts=starts)
-        if matches:
-            found.append(matches[0].start)
+    found = [m[0].start for j in bank.candidates([syllable_mask(where)])
+             if (m := sounds_like(text, nouns[j], bank.needs[j], 0.5, sounds, where,
+                                  min_same=bank.needs[j], max_step=0.5))]
     return min(found) if found else None
 
 

@@ -55,9 +55,19 @@ import numpy as np
 
 from speechqa.calls import CallSentiment, Event, RoleSentiment, Turn
 from speechqa.config import SentimentSettings
-from speechqa.phonetic import SoundBank
-from speechqa.text import CLAUSE_BREAKS, PUNCT_RUN, _replaced, clause_text, is_backchannel
-from speechqa.vocab import Checker, read_toml
+from speechqa.phonetic import (
+    NASAL_CODA_COST,
+    SAME_FINAL_COST,
+    SAME_INITIAL_COST,
+    SoundBank,
+    phrase_sounds,
+    pinyin,
+    sounds_like,
+    syllable_mask,
+    syllable_positions,
+)
+from speechqa.text import CLAUSE_BREAKS, PUNCT_RUN, _replaced, clause_text, is_backchannel, is_common_word
+from speechqa.vocab import Checker, alternation, read_toml
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "sentiment" / "model.json.gz"
 MODEL_FORMAT = "speechqa-sentiment/1"
@@ -477,71 +487,46 @@ def call_sentiment(turns: Sequence[Turn], settings: SentimentSettings) -> CallSe
 # the two-syllable names of a boss count only in a request for one (叫你们X来接电话, 找你们X).
 SOUND_MAX_COST = 0.6  # one syllable sharing only its initial or final, or two fuzzy pairs
 _BOSS_REACH = 6  # characters after the request verb where the boss may be named
-_COMMON_WORD_FREQ = 50  # a sound-alike that is itself a common word (主观, 经历) is that word
-
-
 @lru_cache(maxsize=8)
-def _request_regex(escalation: Escalation) -> re.Pattern[str] | None:
-    requests = sorted(escalation.boss_requests, key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, requests))) if requests else None
+def _request_regex(escalation: Escalation) -> re.Pattern[str]:
+    return re.compile(alternation(escalation.boss_requests))
 
 
-@lru_cache(maxsize=4096)
-def _fuzzy_syllables(phrase: str) -> tuple[str, ...] | None:
-    """The fuzzy syllables of a phrase; None when a character has no pinyin (no sound match)."""
-    from speechqa.phonetic import fuzzy, phrase_pinyin
-
-    want = phrase_pinyin(phrase)
-    return None if any(s is None for s in want) else tuple(fuzzy(s) for s in want)  # type: ignore[arg-type]
+# A sound-alike within SOUND_MAX_COST has at most this many syllables other than the same or a
+# fuzzy pair: each such syllable costs at least NASAL_CODA_COST.
+_SOUND_MISSES = math.floor(SOUND_MAX_COST / min(NASAL_CODA_COST, SAME_FINAL_COST, SAME_INITIAL_COST) + 1e-6)
 
 
 @lru_cache(maxsize=8)
 def _sound_plan(escalation: Escalation) -> tuple[tuple[tuple[str, str], ...], SoundBank]:
     """The escalation sound cues that can be heard by sound (every character has pinyin), as
-    (kind, phrase), and their sound bank: all but ``_sound_misses()`` syllables in line."""
-    cues = [(kind, phrase) for kind, phrase in escalation.sounds if _fuzzy_syllables(phrase) is not None]
-    wants = [_fuzzy_syllables(phrase) for _, phrase in cues]
-    return tuple(cues), SoundBank.of(wants, [len(w) - _sound_misses() for w in wants])  # type: ignore[arg-type]
-
-
-@lru_cache(maxsize=1)
-def _sound_misses() -> int:
-    """How many syllables of a sound-alike within SOUND_MAX_COST may be other than the same
-    or a fuzzy pair: each such syllable costs at least NASAL_CODA_COST."""
-    from speechqa.phonetic import NASAL_CODA_COST, SAME_FINAL_COST, SAME_INITIAL_COST
-
-    return math.floor(SOUND_MAX_COST / min(NASAL_CODA_COST, SAME_FINAL_COST, SAME_INITIAL_COST) + 1e-6)
+    (kind, phrase), and their sound bank: all but ``_SOUND_MISSES`` syllables in line."""
+    cues = [(kind, phrase) for kind, phrase in escalation.sounds if phrase_sounds(phrase) is not None]
+    wants = [phrase_sounds(phrase) for _, phrase in cues]
+    return tuple(cues), SoundBank.of(wants, [len(w) - _SOUND_MISSES for w in wants])  # type: ignore[misc, arg-type]
 
 
 def _sound_cues(text: str, vocab: Vocabulary) -> list[tuple[str, bool, int, int]]:
     """Escalation cues found by sound: (kind, negated, start, end), like :func:`cues`."""
-    from speechqa.phonetic import aligned_starts, find_sounds, pinyin, syllable_mask, syllable_positions
-    from speechqa.text import word_frequency
-
     esc = vocab.escalation
     sounds = pinyin(text)
     where = syllable_positions(sounds)
     hits: list[tuple[str, int, int]] = []
     plan, bank = _sound_plan(esc)
     for j in bank.candidates([syllable_mask(where)]):
-        (kind, phrase), want, need = plan[j], bank.wants[j], bank.needs[j]
-        starts = aligned_starts(want, need, where)
-        if starts:
-            hits.extend((kind, m.start, m.end) for m in find_sounds(text, phrase, SOUND_MAX_COST, sounds,
-                                                                    starts=starts)[:1])
-    request = _request_regex(esc)
-    for req in request.finditer(text) if request is not None else ():
+        kind, phrase = plan[j]
+        hits.extend((kind, m.start, m.end)
+                    for m in sounds_like(text, phrase, bank.needs[j], SOUND_MAX_COST, sounds, where)[:1])
+    for req in _request_regex(esc).finditer(text):
         for noun in esc.boss_nouns:
-            noun_sounds = _fuzzy_syllables(noun)
-            if noun_sounds is None:
+            want = phrase_sounds(noun)
+            if want is None:
                 continue
-            need = len(noun_sounds) - _sound_misses()
-            starts = aligned_starts(noun_sounds, need, where, req.end(), req.end() + _BOSS_REACH)
-            for m in find_sounds(text, noun, SOUND_MAX_COST, sounds, req.end(), req.end() + _BOSS_REACH,
-                                 starts=starts) if starts else ():
+            for m in sounds_like(text, noun, len(want) - _SOUND_MISSES, SOUND_MAX_COST, sounds, where,
+                                 req.end(), req.end() + _BOSS_REACH):
                 heard = text[m.start:m.end]
                 asked = text[:m.start].endswith(esc.boss_before) or text.startswith(esc.boss_after, m.end)
-                if asked and (heard == noun or word_frequency(heard) <= _COMMON_WORD_FREQ):
+                if asked and (heard == noun or not is_common_word(heard)):
                     hits.append(("supervisor", m.start, m.end))
     out = []
     for kind, start, end in hits:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from speechqa.errors import ConfigError
+from speechqa.vocab import alternation, read_lists
 
 if TYPE_CHECKING:
     from speechqa.calls import Event, Turn
@@ -67,19 +68,14 @@ _RUN_CHARS = "0-9" + "".join(CN_DIGIT_VALUES) + "十百千万亿"  # as a regex 
 @lru_cache(maxsize=1)
 def _words() -> dict[str, tuple[str, ...]]:
     """The language's word lists (speechqa/data/words_zh.toml), checked once."""
-    from speechqa.vocab import Checker, read_toml
-
-    data, source = read_toml("", WORDS_FILE, "shipped")
-    c = Checker(source)
-    c.table(data, "", ("set_phrases", "measures", "backchannels"), ("set_phrases", "measures", "backchannels"))
-    return {key: c.strings(data[key], "", key) for key in data}
+    return read_lists("", WORDS_FILE, "shipped", ("set_phrases", "measures", "backchannels"))
 
 
 WORDS_FILE = "words_zh.toml"
 # Set phrases that contain numerals but are not numbers (三天两头, 一次性 …).
 _SET_PHRASES = _words()["set_phrases"]
 # Measure words and units after which a lone numeral is a count (三个, 两天, 五块钱).
-_MEASURES = "|".join(re.escape(m) for m in sorted(_words()["measures"], key=len, reverse=True))
+_MEASURES = alternation(_words()["measures"])
 _MEASURE = re.compile(f"(?:{_MEASURES})")
 _HAS_UNIT = re.compile("[十百千万亿]")
 # Only positions that may start a number are tried, and a lone numeral only before a measure
@@ -401,6 +397,15 @@ def word_frequency(word: str) -> int:
     return int(tokenizer().FREQ.get(word, 0))
 
 
+COMMON_WORD_FREQ = 50  # jieba's count above which a word is everyday speech (现象 9054; 续保 3)
+
+
+def is_common_word(word: str) -> bool:
+    """Whether ``word`` is an everyday word: a sound-alike that is one (主观, 经历) means that
+    word, and one that splits one (象麻烦 out of 现象麻烦) is no sound-alike."""
+    return word_frequency(word) > COMMON_WORD_FREQ
+
+
 @lru_cache(maxsize=65536)
 def _cut(tok: Any, n_words: int, total: int, text: str) -> tuple[str, ...]:
     return tuple(tok.cut(text, HMM=False))
@@ -487,9 +492,7 @@ def process_turns(turns: Sequence[Turn], settings: TextSettings) -> tuple[tuple[
 # Acknowledgements that do not take the floor or carry an opinion (words_zh.toml
 # ``backchannels``); metrics uses them to tell a backchannel from an interruption, sentiment
 # to keep them neutral.
-_BACKCHANNEL = re.compile(
-    "(?:" + "|".join(re.escape(w) for w in sorted(_words()["backchannels"], key=len, reverse=True)) + ")+"
-)
+_BACKCHANNEL = re.compile(f"(?:{alternation(_words()['backchannels'])})+")
 _NOT_CONTENT = re.compile(r"[\W_]+")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,20 @@ def read_toml(path: str, shipped: str, setting: str) -> tuple[dict[str, Any], st
     """The parsed TOML at ``path`` (empty: ``speechqa/data/<shipped>``) and the name errors use."""
     raw, source = read_bytes(path, shipped, f"vocabulary file not found ({setting})")
     return parse_toml(raw, source), source
+
+
+def read_lists(path: str, shipped: str, setting: str, keys: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """A data file that is only lists of words (each of ``keys`` required, none other), checked."""
+    data, source = read_toml(path, shipped, setting)
+    c = Checker(source)
+    c.table(data, "", keys, keys)
+    return {key: c.strings(data[key], "", key) for key in keys}
+
+
+def alternation(words: Iterable[str]) -> str:
+    """A regex that matches any of ``words`` as written, the longest first (a word wins over
+    the shorter words it starts with); one that never matches when there are none."""
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) or "(?!)"
 
 
 class Checker:

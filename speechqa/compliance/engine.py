@@ -39,8 +39,19 @@ from speechqa.compliance.schema import (
     Similar,
     walk,
 )
-from speechqa.phonetic import SAME_INITIAL_COST, SoundBank, SoundMatch
-from speechqa.text import normalize
+from speechqa.phonetic import (
+    SAME_INITIAL_COST,
+    SoundBank,
+    SoundMatch,
+    aligned_starts,
+    find_sounds,
+    fuzzy,
+    phrase_sounds,
+    pinyin,
+    split_syllable,
+    syllable_mask,
+)
+from speechqa.text import cut, is_backchannel, is_common_word, normalize
 
 
 @dataclass(frozen=True)
@@ -108,11 +119,10 @@ class Compiled:
         more, all with pinyin), and their sound bank: ``min_same_syllables`` in line (cached)."""
         plan = self.sound_plans.get(wordings)
         if plan is None:
-            keys = [k for k in dict.fromkeys(self.key.get(w) or _compact(w) for w in wordings)
-                    if len(k) >= 2 and _fuzzy_pinyin(k) is not None]
-            wants = [_fuzzy_pinyin(k) for k in keys]
+            heard = {k: want for k in dict.fromkeys(self.key.get(w) or _compact(w) for w in wordings)
+                     if len(k) >= 2 and (want := phrase_sounds(k)) is not None}
             plan = self.sound_plans[wordings] = (
-                tuple(keys), SoundBank.of(wants, [min_same_syllables(len(k)) for k in keys]))  # type: ignore[arg-type]
+                tuple(heard), SoundBank.of(list(heard.values()), [min_same_syllables(len(k)) for k in heard]))
         return plan
 
 
@@ -204,8 +214,6 @@ class CallView:
 
     def sounds(self, i: int) -> tuple[str | None, ...]:
         if i not in self._sounds:
-            from speechqa.phonetic import pinyin
-
             self._sounds[i] = pinyin(self.texts[i])
         return self._sounds[i]
 
@@ -221,11 +229,8 @@ class CallView:
         found = {}
         self._matches[key] = found
         heard = self.syllable_index(turns)
-        where = heard.where
-        from speechqa.phonetic import aligned_starts, find_sounds
-
         starts: dict[int, list[int]] = {}
-        for g in aligned_starts(want, min_same, where):
+        for g in aligned_starts(want, min_same, heard.where):
             starts.setdefault(heard.turn_of[g], []).append(heard.offset_of[g])
         if not starts:
             return found
@@ -246,15 +251,14 @@ class CallView:
         return found
 
     def common_word_cuts(self, i: int) -> frozenset[int]:
-        """Offsets inside a common word (jieba frequency ``COMMON_WORD_FREQ`` or more) of turn
-        ``i``'s match text: a span starting or ending there splits that word (cached)."""
+        """Offsets inside an everyday word (text.is_common_word) of turn ``i``'s match text: a
+        span starting or ending there splits that word (cached)."""
         cuts = self._cuts.get(i)
         if cuts is None:
-            from speechqa.text import cut, word_frequency
-
-            inside, pos = set(), 0
+            inside: set[int] = set()
+            pos = 0
             for token in cut(self.texts[i]):
-                if len(token) > 1 and word_frequency(token) >= COMMON_WORD_FREQ:
+                if len(token) > 1 and is_common_word(token):
                     inside.update(range(pos + 1, pos + len(token)))
                 pos += len(token)
             cuts = self._cuts[i] = frozenset(inside)
@@ -264,8 +268,6 @@ class CallView:
         """Turn ``i``'s fuzzy syllables, one per character of its match text (cached)."""
         found = self._fuzzies.get(i)
         if found is None:
-            from speechqa.phonetic import fuzzy
-
             found = self._fuzzies[i] = tuple(None if s is None else fuzzy(s) for s in self.sounds(i))
         return found
 
@@ -273,8 +275,6 @@ class CallView:
         """Each turn's syllable mask (phonetic.syllable_mask), for a scope's turns (cached)."""
         masks = self._masks.get(turns)
         if masks is None:
-            from speechqa.phonetic import syllable_mask
-
             masks = [syllable_mask(f for f in self.fuzzies(i) if f is not None) for i in turns]
             self._masks[turns] = masks
         return masks
@@ -335,15 +335,6 @@ class _Syllables:
     offset_of: list[int]
 
 
-@lru_cache(maxsize=8192)
-def _fuzzy_pinyin(phrase: str) -> tuple[str, ...] | None:
-    """The fuzzy syllables of a phrase, None when a character has no pinyin (cached)."""
-    from speechqa.phonetic import fuzzy, phrase_pinyin
-
-    want = phrase_pinyin(phrase)
-    return tuple(fuzzy(w) for w in want) if all(want) else None  # type: ignore[arg-type]
-
-
 def min_same_syllables(n: int) -> int:
     """How many of a phrase's ``n`` syllables must be the same or a fuzzy pair for a
     sound-alike: all of a two-syllable phrase, two of three, and from four syllables on all
@@ -352,9 +343,7 @@ def min_same_syllables(n: int) -> int:
     return n if n <= 2 else (2 if n == 3 else n - 2)
 
 
-
-SHORT_SOUND_ALIKE = 3  # syllables: a sound-alike this short must not split a common word
-COMMON_WORD_FREQ = 100  # jieba frequency of a common word (现象 9054, 号码 980; 续保, 证号码 3)
+SHORT_SOUND_ALIKE = 3  # syllables: a sound-alike this short must not split an everyday word
 
 
 # -- conditions ----------------------------------------------------------------------------
@@ -416,8 +405,6 @@ def _sound_units(text: str) -> str:
     them: 欢 huan / 华 hua), each written as one private-use character so that the alignment
     runs on a plain string; characters without pinyin stand for themselves. Cached per text:
     the examples are the same on every call and every turn."""
-    from speechqa.phonetic import pinyin
-
     out: list[str] = []
     for ch, syllable in zip(text, pinyin(text), strict=True):
         out.append(ch if syllable is None else _syllable_units(syllable))
@@ -430,8 +417,6 @@ _UNITS: dict[str, str] = {}  # an initial or final -> its private-use character
 @lru_cache(maxsize=4096)
 def _syllable_units(syllable: str) -> str:
     """The (initial, final) of a syllable's fuzzy form as two private-use characters (cached)."""
-    from speechqa.phonetic import fuzzy, split_syllable
-
     initial, final = split_syllable(fuzzy(syllable))
     return "".join(_UNITS.setdefault(u, chr(0xE000 + len(_UNITS))) for u in (initial + "-", final))
 
@@ -473,17 +458,22 @@ def _similar(cond: Similar, view: CallView) -> Outcome:
 _CONTINUES_S = 1.5  # a turn of the same speaker starting this soon after one ends goes on with it
 
 
+def _going_on(view: CallView, i: int) -> list[int]:
+    """Turn ``i`` and the turns that go on with its sentence: ASR cuts sentences at pauses, so
+    each next turn in the call by the same speaker, within ``_CONTINUES_S`` of the last."""
+    turns, chain = view.turns, [i]
+    while chain[-1] + 1 < len(turns):
+        t, nxt = turns[chain[-1]], turns[chain[-1] + 1]
+        if nxt.channel != t.channel or nxt.role != t.role or nxt.start - t.end > _CONTINUES_S:
+            break
+        chain.append(chain[-1] + 1)
+    return chain
+
+
 def _sentence(view: CallView, i: int) -> str:
-    """Turn ``i``'s match text and that of the same speaker's next turn when it continues the
-    sentence (next in the call, within ``_CONTINUES_S``): ASR cuts sentences at pauses, and a
-    regex's exclusion (没办法直接改，不过…) must see how the sentence goes on."""
-    turns = view.turns
-    text = turns[i].match_text or normalize(turns[i].text)
-    if i + 1 < len(turns):
-        t, nxt = turns[i], turns[i + 1]
-        if nxt.channel == t.channel and nxt.role == t.role and nxt.start - t.end <= _CONTINUES_S:
-            text += " " + (nxt.match_text or normalize(nxt.text))
-    return text
+    """The match text of turn ``i``'s whole sentence (:func:`_going_on`): an exclusion
+    (没办法直接改，不过…) must see how the sentence goes on."""
+    return " ".join(view.turns[k].match_text or normalize(view.turns[k].text) for k in _going_on(view, i))
 
 
 def _regex(cond: Regex, view: CallView) -> Outcome:
@@ -569,24 +559,16 @@ def _context(cond: Context, view: CallView) -> Outcome:
 
 
 def _said_more(view: CallView, hit: Hit, until: float) -> bool:
-    """Whether the speaker of ``hit`` went on to say more than an acknowledgement (好的, 嗯)
-    after it and before ``until``: then the hit no longer announces what comes at ``until``
-    (我核实一下 … 嗯，退货没问题。[silence])."""
-    from speechqa.text import is_backchannel
-
+    """Whether the speaker of ``hit`` went on, after its sentence and before ``until``, to say
+    more than an acknowledgement (好的, 嗯): then the hit no longer announces what comes at
+    ``until`` (我核实一下 … 嗯，退货没问题。[silence])."""
     if hit.turn < 0 or view.turns[hit.turn].role == "unknown":
         return False  # no turn, or a mono call: who said the rest is not known
     said = view.turns[hit.turn]
-    end, going_on = said.end, True  # the same sentence, cut by ASR at pauses (_sentence)
-    for t in view.turns[hit.turn + 1:]:
+    for t in view.turns[_going_on(view, hit.turn)[-1] + 1:]:
         if t.start >= until:
             break
-        same = t.role == said.role and t.channel == said.channel
-        if going_on and same and t.start - end <= _CONTINUES_S:
-            end = t.end
-            continue
-        going_on = False
-        if same and not is_backchannel(t.text):
+        if t.role == said.role and t.channel == said.channel and not is_backchannel(t.text):
             return True
     return False
 

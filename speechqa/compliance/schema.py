@@ -28,8 +28,8 @@ A condition is one of (see the README's rules reference for every key):
   alternative, ``?`` makes the character or group before it optional;
 - ``similar``: example sentences and a ``threshold``: a turn that says about the same thing in
   other words (character and sound alignment, see the engine);
-- ``regex`` with an optional ``exclude`` (read on the turn and the same speaker's next turn
-  when it continues the sentence within 1.5 s); ``phrases`` take an ``exclude`` too;
+- ``regex`` with an optional ``exclude`` (read on the turn's whole sentence: the same
+  speaker's turns that go on with it within 1.5 s); ``phrases`` take an ``exclude`` too;
 - scope keys on both: ``role``, ``first_s``, ``last_s``, ``first_pct``, ``last_pct``,
   ``first_turns``, ``last_turns``;
 - ``before = [A, B]``: A happens, and B (when it happens) only after A's first hit;
