@@ -92,7 +92,7 @@ def tally(prefix: str, results, scorecard, reference: dict | None = None) -> tup
     for r in results:
         truth = _truth(r)
         want_items = truth["script_items"]
-        comp = score_call(r, scorecard)
+        comp = _scored(r, scorecard)
         for rr in comp.results:
             if rr.item_id not in want_items:
                 continue
@@ -155,7 +155,15 @@ def _cause(result, truth: dict, script_wrong: bool) -> str:
 def outcomes(results, scorecard) -> dict:
     """(call_id, item_id) -> outcome."""
     return {(r.recording.call_id, rr.item_id): rr.outcome
-            for r in results for rr in score_call(r, scorecard).results}
+            for r in results for rr in _scored(r, scorecard).results}
+
+
+def _scored(result, scorecard):
+    """The run's own scoring of the call when it used this scorecard, else a fresh one."""
+    done = result.compliance
+    if done is not None and done.scorecard_sha256 == scorecard.sha256:
+        return done
+    return score_call(result, scorecard)
 
 
 def _truth(result) -> dict:
