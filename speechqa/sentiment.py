@@ -429,9 +429,14 @@ def score_texts(texts: Sequence[str], *, model: Model | None = None, use_cues: b
 
 def score_turns(turns: Sequence[Turn], model: Model | None = None,
                 vocab: Vocabulary | None = None) -> tuple[Turn, ...]:
-    """Copies of ``turns`` with ``sentiment`` set, scored from ``match_text`` (else ``text``)."""
+    """Copies of ``turns`` with ``sentiment`` set, scored from ``match_text`` (else ``text``),
+    to ``TURN_DIGITS`` decimals like the turn's other measures: the outputs carry no float
+    noise (0.0022130757492762384 holds six digits of somebody's phone number)."""
     scores = score_texts([t.match_text or t.text for t in turns], model=model, vocab=vocab)
-    return tuple(_replaced(t, sentiment=s) for t, s in zip(turns, scores, strict=True))
+    return tuple(_replaced(t, sentiment=round(s, TURN_DIGITS)) for t, s in zip(turns, scores, strict=True))
+
+
+TURN_DIGITS = 4
 
 
 def _content_chars(turn: Turn) -> int:

@@ -84,6 +84,8 @@ def test_score_turns_returns_copies() -> None:
     assert scored[1].turn_id == turns[1].turn_id and scored[1].text == turns[1].text
     matched = score_turns([Turn(**{**turns[0].__dict__, "match_text": "很满意，谢谢"})])
     assert matched[0].sentiment is not None and matched[0].sentiment > 0.5
+    # written to four decimals, like the turn's other measures: no float noise in the outputs
+    assert all(t.sentiment == round(t.sentiment, 4) for t in (*scored, *matched))
 
 
 def test_call_sentiment_improved_and_roles() -> None:
