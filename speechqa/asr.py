@@ -38,7 +38,7 @@ from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, W
 from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings
 from speechqa.errors import ModelError
 from speechqa.files import write_text_atomic
-from speechqa.lexicon import Lexicon, apply_corrections, find_corrections
+from speechqa.lexicon import LEXICON_LANGUAGES, Lexicon, apply_corrections, find_corrections
 from speechqa.text import loop_pattern, repair_slips
 
 # Bump when the cached JSON layout or what we ask Whisper for changes.
@@ -98,6 +98,107 @@ def _load_model(model_dir: str, device: str, compute_type: str, cpu_threads: int
         raise ModelError(f"{model_dir}: cannot load the Whisper model on {device} ({exc})") from exc
 
 
+# --- language and prompt -------------------------------------------------------------------
+
+PROMPTS_FILE = "asr_prompts_zh.toml"
+# Languages written in Han characters (a prompt in them suits only these), and the other
+# scripts with their languages; any other language is written in another script.
+_HAN_LANGUAGES = frozenset({"zh", "yue", "ja"})
+_SCRIPTS = ((re.compile(r"[\u3040-\u30ff]"), frozenset({"ja"})),
+            (re.compile(r"[\uac00-\ud7af\u1100-\u11ff]"), frozenset({"ko"})),
+            (re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]"), _HAN_LANGUAGES))
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What Whisper is primed with on one channel: ``prompt`` and ``hotwords`` (empty: none)."""
+
+    language: str
+    prompt: str = ""
+    hotwords: str = ""
+
+
+@lru_cache(maxsize=8)
+def load_prompts(path: str = "") -> dict[str, Prompt]:
+    """The per-language prompt table at ``path`` (empty: speechqa/data/asr_prompts_zh.toml),
+    validated: a table per Whisper language code, each with ``prompt`` and ``hotwords``
+    strings, written in that language's script. Raises ConfigError naming the file and key."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    from speechqa.vocab import Checker, read_toml
+
+    data, source = read_toml(path, PROMPTS_FILE, "[asr] prompts_file")
+    c = Checker(source)
+    table: dict[str, Prompt] = {}
+    for language, entry in data.items():
+        if language not in _LANGUAGE_CODES:
+            raise c.fail(f"[{language}]", "not a Whisper language code (zh, en, yue, ...)")
+        entry = c.table(entry, f"[{language}]", ("prompt", "hotwords"), ("prompt",))
+        texts = {}
+        for key in ("prompt", "hotwords"):
+            value = entry.get(key, "")
+            if not isinstance(value, str):
+                raise c.fail(f"[{language}]", f"{key} must be a string")
+            if value and not fits_language(value, language):
+                raise c.fail(f"[{language}]", f"{key} is not written in {language}'s script: Whisper "
+                             "would echo it instead of the call")
+            texts[key] = value.strip()
+        table[language] = Prompt(language, texts["prompt"], texts["hotwords"])
+    return table
+
+
+def fits_language(text: str, language: str) -> bool:
+    """Whether ``text`` may prime a call in ``language``: Han characters only for Chinese,
+    Cantonese and Japanese, kana only for Japanese, hangul only for Korean. Latin letters fit
+    every language (product names such as iPhone are part of Chinese service talk)."""
+    return all(language in languages for pattern, languages in _SCRIPTS if pattern.search(text))
+
+
+def prompt_for(settings: AsrSettings, language: str) -> Prompt:
+    """The prompt and hotwords for a channel in ``language``: ``auto`` takes the language's own
+    entry of the prompt table (none when it has none); a written prompt or hotword list is
+    used only when it fits the language's script (fits_language), so that a Mandarin prompt is
+    never given to an English call."""
+    table = load_prompts(settings.prompts_file)
+    own = table.get(language, Prompt(language))
+    prompt = own.prompt if settings.initial_prompt == "auto" else settings.initial_prompt.strip()
+    hotwords = own.hotwords if settings.hotwords == "auto" else settings.hotwords.strip()
+    return Prompt(language, prompt if fits_language(prompt, language) else "",
+                  hotwords if fits_language(hotwords, language) else "")
+
+
+LANGUAGE_SEGMENTS = 3  # 30 s windows of a channel's speech that language detection may read
+
+
+def detect_language(model, samples: np.ndarray, settings: AsrSettings) -> tuple[str, float]:
+    """The language of one channel's speech (VAD first: silence and hold music say nothing)
+    and its probability; with ``settings.languages``, the likeliest of those. ("", 0.0) when
+    the channel has no speech."""
+    from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+    chunks = get_speech_timestamps(samples, VadOptions(**_vad_parameters(settings)))
+    if not chunks:
+        return "", 0.0
+    speech = np.concatenate(collect_chunks(samples, chunks)[0])
+    language, probability, ranked = model.detect_language(speech, language_detection_segments=LANGUAGE_SEGMENTS)
+    if settings.languages and language not in settings.languages:
+        allowed = [(lang, p) for lang, p in ranked if lang in settings.languages]
+        language, probability = max(allowed, key=lambda lp: lp[1]) if allowed else (settings.languages[0], 0.0)
+    return language, round(float(probability), 4)
+
+
+def call_language(channels: Sequence[ChannelTranscript], fallback: str) -> str:
+    """The language most of a call's transcribed speech is in (word time per channel), else
+    ``fallback``."""
+    spoken: dict[str, float] = {}
+    for ch in channels:
+        if ch.language:
+            talk = sum(w.end - w.start for s in ch.segments for w in s.words) or sum(
+                s.end - s.start for s in ch.segments)
+            spoken[ch.language] = spoken.get(ch.language, 0.0) + talk
+    return max(spoken, key=lambda lang: (spoken[lang], lang)) if spoken else fallback
+
+
 # --- decoding ------------------------------------------------------------------------------
 
 
@@ -117,11 +218,17 @@ def transcribe_channel(model, samples: np.ndarray, channel: int, settings: AsrSe
     keeps one misheard phrase from looping over the rest of the call. With 0, chunks are
     decoded in order with temperature fallback (seeded, so re-runs agree).
     """
+    language, probability = settings.language, None
+    if language == "auto":
+        language, probability = detect_language(model, samples, settings)
+        if not language:  # no speech on this channel: nothing to transcribe
+            return ChannelTranscript(channel=channel, segments=(), language="", language_probability=0.0)
+    primed = prompt_for(settings, language)
     common = dict(
-        language=settings.language,
+        language=language,
         beam_size=settings.beam_size,
-        initial_prompt=settings.initial_prompt or None,
-        hotwords=settings.hotwords or None,
+        initial_prompt=primed.prompt or None,
+        hotwords=primed.hotwords or None,
         vad_filter=True,
         vad_parameters=_vad_parameters(settings),
         word_timestamps=True,
@@ -146,8 +253,9 @@ def transcribe_channel(model, samples: np.ndarray, channel: int, settings: AsrSe
         )
     out = [_segment(s) for s in segments]
     if settings.fill_gaps:
-        out = _fill_gaps(model, samples, out, settings)
-    return ChannelTranscript(channel=channel, segments=tuple(out))
+        out = _fill_gaps(model, samples, out, settings, language)
+    return ChannelTranscript(channel=channel, segments=tuple(out), language=language,
+                             language_probability=probability)
 
 
 def _segment(s: Any, offset: float = 0.0) -> Segment:
@@ -189,7 +297,8 @@ def untranscribed_speech(
     ]
 
 
-def _fill_gaps(model, samples: np.ndarray, segments: list[Segment], settings: AsrSettings) -> list[Segment]:
+def _fill_gaps(model, samples: np.ndarray, segments: list[Segment], settings: AsrSettings,
+               language: str) -> list[Segment]:
     """Transcribe each stretch of skipped speech on its own (no VAD, no prompt, so that
     Whisper cannot answer with the prompt) and merge it in time order."""
     from speechqa.audio import MODEL_RATE
@@ -199,7 +308,7 @@ def _fill_gaps(model, samples: np.ndarray, segments: list[Segment], settings: As
         lo = max(0.0, start - GAP_PAD_S)
         clip = samples[int(lo * MODEL_RATE): int((end + GAP_PAD_S) * MODEL_RATE)]
         found, _ = model.transcribe(
-            clip, language=settings.language, beam_size=settings.beam_size, vad_filter=False,
+            clip, language=language, beam_size=settings.beam_size, vad_filter=False,
             word_timestamps=True, condition_on_previous_text=False, no_speech_threshold=None,
             temperature=0.0,
         )
@@ -220,7 +329,7 @@ def transcribe(model, audio: Audio, audio_sha256: str, settings: AsrSettings) ->
         sample_rate=audio.source_rate,
         channels=channels,
         asr_seconds=round(time.perf_counter() - started, 3),
-        language=settings.language,
+        language=call_language(channels, settings.language),
     )
 
 
@@ -232,6 +341,15 @@ def cache_key(audio_sha256: str, model_sha256: str, compute_type: str, settings:
     relevant = dataclasses.asdict(settings)
     for runtime_only in ("model", "device", "compute_type", "cpu_threads", "workers"):
         relevant.pop(runtime_only)
+    # the prompt as Whisper gets it (a changed prompt file changes the key, a moved one does not)
+    relevant.pop("prompts_file")
+    if settings.language == "auto":
+        relevant["prompts"] = {lang: dataclasses.astuple(prompt_for(settings, lang))
+                               for lang in sorted(load_prompts(settings.prompts_file))}
+    else:
+        relevant.pop("languages")
+        primed = prompt_for(settings, settings.language)
+        relevant.update(initial_prompt=primed.prompt, hotwords=primed.hotwords)
     payload = json.dumps(
         {"format": CACHE_FORMAT, "audio": audio_sha256, "model": model_sha256,
          "compute_type": compute_type, "asr": relevant},
@@ -267,6 +385,8 @@ def _transcript_from_dict(data: dict[str, Any]) -> Transcript:
                 Segment(**{**s, "words": tuple(Word(**w) for w in s["words"])})
                 for s in c["segments"]
             ),
+            language=c.get("language", data.get("language", "")),
+            language_probability=c.get("language_probability"),
         )
         for c in data["channels"]
     )
@@ -504,6 +624,8 @@ def to_turns(
     runs.sort(key=lambda r: (r.start, r.channel))
     first = runs[0].channel if runs and direction.strip().lower() != "outbound" else None
     roles = channel_roles(transcript.n_channels, channels, texts, first)
+    # the lexicon repairs Mandarin by pinyin: only channels decoded as Mandarin get it
+    spoken = {ch.channel: ch.language or transcript.language for ch in transcript.channels}
     counters: dict[str, int] = {}
     out = []
     for run in runs:
@@ -514,7 +636,8 @@ def to_turns(
         avg_logprob = float(np.average([s.avg_logprob for s in segs], weights=weights))
         no_speech = max(s.no_speech_prob for s in segs)
         compression = max(s.compression_ratio for s in segs)
-        pieces = _final_text(run, turns.script, lexicon)
+        mandarin = spoken.get(run.channel, transcript.language) in LEXICON_LANGUAGES
+        pieces = _final_text(run, turns.script, lexicon if mandarin else None)
         text = "".join(p for p, _ in pieces[0]).strip()
         out.append(
             Turn(

@@ -56,6 +56,8 @@ class ChannelTranscript:
 
     channel: int
     segments: tuple[Segment, ...]
+    language: str = ""  # what the channel was decoded as (detected with [asr] language = auto)
+    language_probability: float | None = None  # Whisper's, when detected
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,22 @@ class Turn:
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+
+UNHEARD_FLAGS = frozenset({"prompt_echo"})  # a turn so flagged is not what was said (speechqa/coverage.py)
+
+
+def is_unheard(turn: Turn) -> bool:
+    """Whether ``turn`` holds text nobody said (a prompt echo): no evidence, no sentiment."""
+    return not UNHEARD_FLAGS.isdisjoint(turn.flags)
+
+
+# What the calls table's ``flags`` says of a call as a whole.
+CALL_FLAGS = (
+    "low_coverage",  # speech the transcript does not cover: a missing word, not a missing script item
+    "language_not_scored",  # a language the scorecard is not written for: every item N/A
+    "prompt_echo",  # turns that echo Whisper's prompt (n_prompt_echo_turns)
+)
 
 
 @dataclass(frozen=True)
@@ -210,3 +228,5 @@ class CallResult:
     sentiment: CallSentiment = CallSentiment()
     metrics: tuple[tuple[str, float | int | None], ...] = ()  # see speechqa/metrics.py
     compliance: Compliance | None = None
+    language: str = ""  # the call's language: Whisper's (forced or detected), or the import's column
+    flags: tuple[str, ...] = ()  # what a reviewer should know of the call as a whole (CALL_FLAGS)

@@ -18,15 +18,6 @@ from typing import Any
 
 from speechqa.errors import ConfigError
 
-# Whisper continues the style of its prompt. An agent's sentence in Simplified characters
-# with full-width punctuation steers it away from Traditional output and towards spoken
-# service language, and naming the common lines of business primes their vocabulary
-# (险, 理赔, 账户 ...). Measured on the CER dev set: no prompt 12.5%, a list of topics 11.1%,
-# this sentence 10.3% (with the lexicon).
-DEFAULT_PROMPT = (
-    "您好，欢迎致电客服中心，请问有什么可以帮您？关于保险理赔、车险、医疗险、银行账户、"
-    "信用卡、理财、证券、贷款、课程报名、旅游线路、订单退款、宽带和话费的问题，我帮您查询一下。"
-)
 
 def _default_junk_phrases() -> tuple[str, ...]:
     """Phrases Whisper writes from silence or music (speechqa/data/junk_phrases_zh.toml)."""
@@ -45,10 +36,15 @@ class AsrSettings:
     model: str = "models/whisper-base"
     device: str = "auto"  # auto | cpu | cuda
     compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
-    language: str = "zh"
+    language: str = "zh"  # a Whisper language code, or auto: detected per channel
+    languages: tuple[str, ...] = ()  # auto: the languages to choose from (empty: any Whisper knows)
     beam_size: int = 5
-    initial_prompt: str = DEFAULT_PROMPT
-    hotwords: str = ""
+    # auto: the call's language's own prompt and hotwords from prompts_file; any other text is
+    # used as written, but only on calls in a language of its own script (a Chinese prompt is
+    # never given to an English call); empty: none
+    initial_prompt: str = "auto"
+    hotwords: str = "auto"
+    prompts_file: str = ""  # per-language prompts (TOML); empty: speechqa/data/asr_prompts_zh.toml
     vad_threshold: float = 0.5
     vad_min_silence_ms: int = 600
     vad_speech_pad_ms: int = 400  # 200 clipped soft word onsets (CER +0.2 points)
@@ -79,6 +75,8 @@ class GuardSettings:
     no_speech_logprob_max: float = -1.0
     repeat_min: int = 5  # the same 1-2 character unit this many times in a row is a loop
     junk_phrases: tuple[str, ...] = DEFAULT_JUNK_PHRASES
+    # a call whose transcript covers less of a role's detected speech is flagged low_coverage
+    min_coverage: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -289,6 +287,12 @@ def _is_date(text: str) -> bool:
     return True
 
 
+def _whisper_languages() -> frozenset[str]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return frozenset(_LANGUAGE_CODES)
+
+
 def validate(settings: Settings) -> Settings:
     """Check value ranges; raise ConfigError naming the setting and its origin."""
     origin = settings.source
@@ -310,7 +314,10 @@ def validate(settings: Settings) -> Settings:
         (a.workers >= 0, "[asr] workers must be >= 0"),
         (a.batch_size >= 0, "[asr] batch_size must be >= 0"),
         (1 <= a.chunk_s <= 30, "[asr] chunk_s must be between 1 and 30"),
-        (bool(a.language), "[asr] language must not be empty (use a code such as zh)"),
+        (a.language == "auto" or a.language in _whisper_languages(),
+         f"[asr] language must be auto or a Whisper language code such as zh or en, got {a.language!r}"),
+        (all(lang in _whisper_languages() for lang in a.languages),
+         f"[asr] languages must be Whisper language codes such as zh or en, got {list(a.languages)}"),
         (t.gap_s > 0, "[turns] gap_s must be > 0"),
         (t.max_s > t.gap_s, "[turns] max_s must be > gap_s"),
         (t.script in ("simplified", "traditional", "keep"),
@@ -318,6 +325,7 @@ def validate(settings: Settings) -> Settings:
         (g.compression_ratio_max > 1, "[guards] compression_ratio_max must be > 1"),
         (0 < g.no_speech_prob_min <= 1, "[guards] no_speech_prob_min must be in (0, 1]"),
         (g.repeat_min >= 2, "[guards] repeat_min must be >= 2"),
+        (0 <= g.min_coverage <= 1, "[guards] min_coverage must be between 0 and 1"),
         (settings.lexicon.max_fuzzy >= 0, "[lexicon] max_fuzzy must be >= 0"),
         (c.agent >= 0 and c.customer >= 0, "[channels] channel numbers must be >= 0"),
         (c.agent != c.customer, "[channels] agent and customer must be different channels"),

@@ -32,6 +32,24 @@ def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     return sum(Levenshtein.distance(r, h) for r, h in zip(refs, hyps, strict=True)) / total
 
 
+def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus WER (total word edits / total reference words), for languages written with
+    spaces: case folded, punctuation dropped (text.fold, then word characters only)."""
+    import re
+
+    from rapidfuzz.distance import Levenshtein
+
+    def words(text: str) -> list[str]:
+        return re.findall(r"[\w']+", fold(text))
+
+    refs = [words(r) for r in references]
+    hyps = [words(h) for h in hypotheses]
+    total = sum(len(r) for r in refs)
+    if total == 0:
+        raise ValueError("references are empty after normalisation")
+    return sum(Levenshtein.distance(r, h) for r, h in zip(refs, hyps, strict=True)) / total
+
+
 def has_traditional(text: str) -> bool:
     """True when converting to Simplified would change ``text``."""
     return convert_script(text, "simplified") != text

@@ -46,6 +46,9 @@ class Lexicon:
     common_word_freq: int
 
 
+LEXICON_LANGUAGES = frozenset({"zh"})  # the repair hears terms by Mandarin pinyin
+
+
 @dataclass(frozen=True)
 class Correction:
     start: int  # character offset in the text

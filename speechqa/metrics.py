@@ -62,7 +62,7 @@ HOLD_GAP_REPLY_S = 10.0  # a customer→agent gap longer than this is not a resp
 _COUNTED = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 
 # Every metric a call gets: the columns of ``calls`` and what scorecard rules can test.
-METRIC_NAMES: tuple[str, ...] = (
+CONVERSATION_METRICS: tuple[str, ...] = (  # what analyse() measures, in its order
     "talk_s_agent", "talk_s_customer", "talk_s_unknown", "speech_s", "nontalk_s", "talk_ratio_agent",
     "n_silences", "longest_silence_s", "silence_s", "n_holds", "hold_s", "n_overlaps", "overlap_s",
     "n_interruptions_agent", "n_interruptions_customer", "rate_cpm_agent", "rate_cpm_customer",
@@ -70,6 +70,9 @@ METRIC_NAMES: tuple[str, ...] = (
     "loudness_dbfs_agent", "loudness_dbfs_customer", "n_shouting_turns_agent",
     "n_shouting_turns_customer",
 )
+# speechqa/coverage.py's, on the audio: the share of detected speech with words, and echoes
+COVERAGE_METRICS: tuple[str, ...] = ("coverage", "coverage_agent", "coverage_customer", "n_prompt_echo_turns")
+METRIC_NAMES: tuple[str, ...] = CONVERSATION_METRICS + COVERAGE_METRICS  # a call's metrics, in calls' order
 
 Span = tuple[float, float]
 Metrics = tuple[tuple[str, float | int | None], ...]

@@ -29,8 +29,8 @@ WORD_COLUMNS = ["call_id", "turn_id", "start", "end", "word", "probability"]
 METRIC_COLUMNS = list(METRIC_NAMES)
 CALL_COLUMNS = [
     "call_id", "path", "duration_s", "channels", "status", "model", "asr_seconds", "cached",
-    "n_turns", "n_flagged_turns", *METRIC_COLUMNS, *SENTIMENT_COLUMNS, "sentiment_trajectory", "escalated",
-    "escalations",
+    "language", "flags", "n_turns", "n_flagged_turns", *METRIC_COLUMNS, *SENTIMENT_COLUMNS,
+    "sentiment_trajectory", "escalated", "escalations",
     *(f"escalation_{kind}" for kind in ESCALATION_KINDS), "n_redactions", "compliance_score", "auto_fail",
     "failed_items", "scorecard", "scorecard_sha256", "audio_sha256",
 ]
@@ -112,6 +112,7 @@ def calls_frame(
             row.update(
                 duration_s=result.duration_s, channels=result.n_channels, status="ok",
                 asr_seconds=result.asr_seconds, cached=result.cached, n_turns=len(result.turns),
+                language=result.language, flags=";".join(result.flags),
                 n_flagged_turns=sum(1 for t in result.turns if t.flags),
                 audio_sha256=result.audio_sha256,
                 n_redactions=sum(len(t.redactions) for t in result.turns),

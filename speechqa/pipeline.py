@@ -26,9 +26,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from speechqa import __version__, asr, audio, clips, ingest, metrics, outputs, phonetic, sentiment, text, vocab
+from speechqa import (
+    __version__,
+    asr,
+    audio,
+    clips,
+    coverage,
+    ingest,
+    metrics,
+    outputs,
+    phonetic,
+    sentiment,
+    text,
+    vocab,
+)
 from speechqa.calls import CallResult, Event, Failure, Recording, Turn
-from speechqa.compliance import Scorecard, load_scorecard, score_call
+from speechqa.compliance import Scorecard, load_scorecard, score_call, scores_language
 from speechqa.config import Settings
 from speechqa.errors import AudioError, SpeechQAError
 from speechqa.lexicon import Lexicon, lexicon_for
@@ -134,9 +147,13 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         d = decoded if decoded is not None else audio.decode(rec.path)
         return list(d.samples), d.sample_rate
 
+    primed = {}
+    for ch in transcript.channels:  # what Whisper was primed with on each channel
+        p = asr.prompt_for(ctx.settings.asr, ch.language or transcript.language)
+        primed[ch.channel] = (p.language, f"{p.prompt} {p.hotwords}".strip())
     return analyse_turns(rec, turns, ctx, duration_s=transcript.duration_s, n_channels=transcript.n_channels,
                          audio_fn=levels, asr_seconds=transcript.asr_seconds, cached=cached,
-                         audio_sha256=sha, timings=timings)
+                         audio_sha256=sha, timings=timings, language=transcript.language, prompts=primed)
 
 
 def analyse_turns(
@@ -152,6 +169,8 @@ def analyse_turns(
     audio_sha256: str = "",
     timings: dict[str, float] | None = None,
     timed: bool = True,
+    language: str = "",
+    prompts: dict[int, tuple[str, str]] | None = None,
 ) -> CallResult | Failure:
     """The analysis after ASR, the same for transcribed and imported calls: text (PII masked,
     match text, tokens) → sentiment and escalations → metrics and their events → CallResult
@@ -159,12 +178,27 @@ def analyse_turns(
 
     ``audio_fn`` gives the decoded channels for the metrics; without it (imported
     transcripts) the metrics come from the turn times (``timed``) or stay empty, see
-    speechqa/transcripts.py ``metrics_without_audio``.
+    speechqa/transcripts.py ``metrics_without_audio``. With the audio, turns that only echo
+    Whisper's prompt (``prompts``: channel -> language and prompt) are flagged first, and the
+    transcript's coverage of the speech is measured (speechqa/coverage.py). ``language`` is
+    the call's; the scorecard scores only calls in its own.
     """
     timings = dict(timings or {})
     settings = ctx.settings
-    stage = "text"
+    stage = "coverage"
     try:
+        samples: list[Any] | None = None
+        covered: dict[str, float | int | None] = dict.fromkeys(metrics.COVERAGE_METRICS)
+        if audio_fn is not None:
+            t0 = time.perf_counter()
+            samples, rate = audio_fn()
+            speech = coverage.channel_speech(samples, rate, turns)
+            turns = coverage.flag_echoes(turns, prompts or {}, speech)
+            covered |= coverage.coverage(turns, speech)
+            covered["n_prompt_echo_turns"] = sum("prompt_echo" in t.flags for t in turns)
+            timings["coverage"] = time.perf_counter() - t0
+
+        stage = "text"
         t0 = time.perf_counter()
         turns, redactions = text.process_turns(turns, settings.text)
         timings["text"] = time.perf_counter() - t0
@@ -179,8 +213,7 @@ def analyse_turns(
         stage = "metrics"
         t0 = time.perf_counter()
         muted = [(e.start, e.end) for e in redactions]
-        if audio_fn is not None:
-            samples, rate = audio_fn()
+        if samples is not None:
             turns, call_metrics, metric_events = metrics.analyse(
                 turns, samples, rate, duration_s, settings.metrics, muted=muted)
         else:
@@ -189,7 +222,15 @@ def analyse_turns(
             turns, call_metrics, metric_events = metrics_without_audio(
                 turns, duration_s, settings.metrics, timed=timed, muted=muted)
         events = tuple(sorted((*redactions, *escalations, *metric_events), key=_event_order))
+        call_metrics = tuple((dict(call_metrics) | covered).items())
         timings["metrics"] = time.perf_counter() - t0
+        flags = []
+        if coverage.low_coverage(covered, settings.guards.min_coverage):
+            flags.append("low_coverage")
+        if ctx.scorecard is not None and not scores_language(ctx.scorecard, language):
+            flags.append("language_not_scored")
+        if covered["n_prompt_echo_turns"]:
+            flags.append("prompt_echo")
 
         result = CallResult(
             recording=rec,
@@ -203,6 +244,8 @@ def analyse_turns(
             events=events,
             sentiment=call_sentiment,
             metrics=call_metrics,
+            language=language,
+            flags=tuple(flags),
         )
         if ctx.scorecard is not None:
             stage = "compliance"
@@ -329,7 +372,8 @@ def run_transcripts(
     for call in batch.calls:
         timed = call.times != "none"
         outcome = analyse_turns(call.recording, call.turns, ctx, duration_s=call.duration_s, n_channels=0,
-                                audio_fn=None, timings={"read": per_call_read}, timed=timed)
+                                audio_fn=None, timings={"read": per_call_read}, timed=timed,
+                                language=call.recording.meta_dict.get("language", "").strip().lower())
         if isinstance(outcome, Failure):
             failures.append(outcome)
         else:

@@ -5,7 +5,9 @@ criteria, in five layers, in this order (each layer only sees calls no earlier l
 and no call sampled on an earlier night is ever taken again):
 
 1. **must_review**: an auto-fail item failed; a complaint, regulator (12315, 工信部) or media
-   threat; the customer ended very negative; a long hold that was not announced.
+   threat; the customer ended very negative; a long hold that was not announced; a transcript
+   that misses much of the speech (``low_coverage``: a failed item may be a dropped word); a
+   call in a language the scorecard is not written for (not scored: only a person can).
 2. **risk**: a weighted draw of ``risk_per_night`` calls; the weight grows with a low
    compliance score, a drop in customer sentiment, agent interruptions and a KA / VIP
    customer.
@@ -119,6 +121,18 @@ def must_review_reasons(row: Mapping, settings: SamplingSettings,
     hold = _value(row, "hold_s", 0.0) or 0.0
     if set(hold_items) & set(failed) and hold >= settings.long_hold_s:
         reasons.append((f"长时间静音未告知（{hold:.0f} 秒）", f"long unannounced hold ({hold:.0f} s)"))
+    flags = str(_value(row, "flags", "")).split(";")
+    if "low_coverage" in flags:
+        shares = [v for k in ("coverage_agent", "coverage_customer", "coverage")
+                  if (v := _value(row, k)) is not None]
+        low = min(shares) if shares else None
+        said = f"{low:.0%}" if low is not None else "?"
+        reasons.append((f"转写缺失部分语音（覆盖率 {said}），不合格项可能是漏转写，请听录音",
+                        f"transcript misses speech (coverage {said}): a failed item may be a dropped word"))
+    if "language_not_scored" in flags:
+        language = _value(row, "language", "")
+        reasons.append((f"通话语言为 {language}，评分表不适用，需人工质检",
+                        f"call in {language}: the scorecard does not apply, review by hand"))
     return reasons
 
 

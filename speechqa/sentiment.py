@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from speechqa.calls import CallSentiment, Event, RoleSentiment, Turn
+from speechqa.calls import CallSentiment, Event, RoleSentiment, Turn, is_unheard
 from speechqa.config import SentimentSettings
 from speechqa.phonetic import (
     NASAL_CODA_COST,
@@ -432,8 +432,10 @@ def score_turns(turns: Sequence[Turn], model: Model | None = None,
     """Copies of ``turns`` with ``sentiment`` set, scored from ``match_text`` (else ``text``),
     to ``TURN_DIGITS`` decimals like the turn's other measures: the outputs carry no float
     noise (0.0022130757492762384 holds six digits of somebody's phone number)."""
-    scores = score_texts([t.match_text or t.text for t in turns], model=model, vocab=vocab)
-    return tuple(_replaced(t, sentiment=round(s, TURN_DIGITS)) for t, s in zip(turns, scores, strict=True))
+    heard = [t for t in turns if not is_unheard(t)]  # a prompt echo says nothing of anyone's mood
+    scores = iter(score_texts([t.match_text or t.text for t in heard], model=model, vocab=vocab))
+    return tuple(t if is_unheard(t) else _replaced(t, sentiment=round(next(scores), TURN_DIGITS))
+                 for t in turns)
 
 
 TURN_DIGITS = 4
@@ -559,7 +561,7 @@ def escalations(turns: Sequence[Turn], vocab: Vocabulary | None = None) -> tuple
     vocab = vocab or vocabulary()
     events = []
     for turn in turns:
-        if turn.role == "agent":
+        if turn.role == "agent" or is_unheard(turn):
             continue
         for kind in escalation_kinds(turn.match_text or turn.text, vocab):
             events.append(

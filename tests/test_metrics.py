@@ -144,4 +144,4 @@ def test_without_audio_turn_spans_are_used():
 
 def test_every_metric_is_named_in_order():
     _, m, _ = metrics.analyse([turn(0.0, 1.0)], None, RATE, 2.0, SETTINGS)
-    assert tuple(name for name, _ in m) == metrics.METRIC_NAMES
+    assert tuple(name for name, _ in m) == metrics.CONVERSATION_METRICS

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from speechqa.calls import CallResult, Compliance, Event, RuleResult, Turn, Word
+from speechqa.calls import CallResult, Compliance, Event, RuleResult, Turn, Word, is_unheard
 from speechqa.compliance.schema import (
     OPS,
     All,
@@ -191,7 +192,8 @@ class CallView:
         roles = _SCOPE_ROLES[scope.role]
         if self.mono:
             roles = (*roles, "unknown")
-        chosen = [i for i, t in enumerate(self.turns) if t.role in roles]
+        # a prompt echo is not what was said: never evidence (speechqa/coverage.py)
+        chosen = [i for i, t in enumerate(self.turns) if t.role in roles and not is_unheard(t)]
         if scope.first_turns is not None:
             chosen = chosen[: scope.first_turns]
         if scope.last_turns is not None:
@@ -639,7 +641,20 @@ def evaluate_item(item: Item, view: CallView) -> RuleResult:
     o = evaluate(item.passes, view)
     if o.ok:
         return _result(view, item, "pass", item.points, item.points, o, "")
-    return _result(view, item, "fail", 0.0, item.points, o, o.reason or "condition not met")
+    reason = o.reason or "condition not met"
+    if "low_coverage" in view.result.flags:
+        reason += f" ({_missing_speech(view)}: the words may be missing, not the script)"
+    return _result(view, item, "fail", 0.0, item.points, o, reason)
+
+
+def _missing_speech(view: CallView) -> str:
+    """How much detected speech has no words, per role, for a low-coverage call's failures."""
+    parts = [f"{role} {1 - v:.0%}" for role in ("agent", "customer")
+             if isinstance(v := view.values.get(f"coverage_{role}"), float)]
+    whole = view.values.get("coverage")
+    if not parts and isinstance(whole, float):
+        parts = [f"{1 - whole:.0%}"]
+    return "speech without words: " + (", ".join(parts) or "some")
 
 
 @lru_cache(maxsize=8)
@@ -647,8 +662,25 @@ def _compiled(scorecard: Scorecard) -> Compiled:
     return compile_scorecard(scorecard)
 
 
+def scores_language(scorecard: Scorecard, language: str) -> bool:
+    """Whether ``scorecard`` can score a call in ``language`` (an unknown language, or a
+    scorecard that names none, is scored)."""
+    return not (scorecard.language and language and language != scorecard.language)
+
+
 def score_call(result: CallResult, scorecard: Scorecard) -> Compliance:
-    """Every item of ``scorecard`` on one call, the 0-100 score and the auto-fail flag."""
+    """Every item of ``scorecard`` on one call, the 0-100 score and the auto-fail flag.
+
+    A call in another language than the scorecard's is not scored: every item is N/A, saying
+    why, and the score is NaN (its phrases cannot be said in that language: a failure would
+    be the scorecard's, not the agent's)."""
+    label = f"{scorecard.name} {scorecard.version}".strip()
+    if not scores_language(scorecard, result.language):
+        reason = (f"not scored: the call is in {result.language}, "
+                  f"the scorecard is written for {scorecard.language}")
+        return Compliance(math.nan, False, tuple(
+            RuleResult(call_id=result.recording.call_id, item_id=item.id, outcome="na", points=0.0,
+                       max_points=0.0, reason=reason) for item in scorecard.items), label, scorecard.sha256)
     view = CallView(result, _compiled(scorecard))
     results = tuple(evaluate_item(item, view) for item in scorecard.items)
     by_id = {item.id: item for item in scorecard.items}
@@ -656,5 +688,4 @@ def score_call(result: CallResult, scorecard: Scorecard) -> Compliance:
     possible = sum(r.max_points for r in results)
     earned = sum(r.points for r in results)
     score = 0.0 if auto_fail else (round(100 * earned / possible, 2) if possible > 0 else 100.0)
-    return Compliance(score, auto_fail, results, f"{scorecard.name} {scorecard.version}".strip(),
-                      scorecard.sha256)
+    return Compliance(score, auto_fail, results, label, scorecard.sha256)

@@ -5,6 +5,7 @@ A scorecard is TOML::
     [scorecard]
     name = "普通话客服通用质检"
     version = "2026.11"
+    language = "zh"             # optional: calls in another language are not scored (all N/A)
 
     [[sections]]
     id = "opening"
@@ -199,6 +200,7 @@ class Scorecard:
     source: str
     items: tuple[Item, ...]
     sections: tuple[tuple[str, str], ...] = field(default=())  # (id, name)
+    language: str = ""  # the Whisper language code its phrases are written in; empty: any
 
     @property
     def max_points(self) -> float:
@@ -439,6 +441,12 @@ def parse_scorecard(data: dict[str, Any], source: str, sha256: str = "") -> Scor
     head = data.get("scorecard", {})
     if not isinstance(head, dict):
         raise p.fail("[scorecard] must be a table")
+    unknown_head = sorted(set(head) - {"name", "version", "language"})
+    if unknown_head:
+        raise p.fail(f"[scorecard] unknown key {unknown_head[0]!r}; known: name, version, language")
+    language = head.get("language", "")
+    if not isinstance(language, str) or not re.fullmatch(r"[a-z]{0,3}", language):
+        raise p.fail(f"[scorecard] language must be a language code such as zh, got {language!r}")
     sections = data.get("sections")
     if not isinstance(sections, list) or not sections:
         raise p.fail("no [[sections]]: a scorecard needs at least one section with items")
@@ -506,7 +514,7 @@ def parse_scorecard(data: dict[str, Any], source: str, sha256: str = "") -> Scor
     if abs(total - 100) > 1e-6:
         raise p.fail(f"item points add up to {total:g}, not 100")
     return Scorecard(str(head.get("name", Path(source).stem)), str(head.get("version", "")), sha256, source,
-                     tuple(items), tuple(section_names))
+                     tuple(items), tuple(section_names), language)
 
 
 def load_scorecard(path: Path | str | None = None) -> Scorecard:

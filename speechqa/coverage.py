@@ -1,0 +1,212 @@
+"""Whether the transcript holds what was said: how much of the speech it covers, and which
+turns only echo Whisper's prompt. Runs after ASR, on the audio, before any analysis.
+
+Detected speech
+---------------
+The audio says when someone talks, independently of Whisper: each channel's 20 ms frames that
+are clearly above its own noise floor (speechqa/audio.py), in runs that either hold
+transcribed words or sound like that channel's talk (long and about as loud: a click or a
+cough is not speech).
+
+Coverage
+--------
+The share of a channel's detected speech frames that fall inside its transcribed words (word
+spans padded by ``audio.RUN_PAD_S`` and joined across pauses shorter than
+``audio.FILL_GAP_S``, as the speech runs are). ``coverage`` pools all channels;
+``coverage_agent`` and ``coverage_customer`` are per role (stereo). None where a channel has
+under ``MIN_SPEECH_S`` of speech. A call below ``[guards] min_coverage`` on any role is flagged
+``low_coverage``: its failed items may be words Whisper dropped, not script the agent skipped.
+
+Prompt echoes
+-------------
+Whisper continues its prompt, and where the audio gives it little to hear it may write the
+prompt itself (请问有什么可以帮您 dozens of times on an English call given a Mandarin prompt).
+A turn is an echo candidate when at least half of its text, and ``ECHO_MIN_CHARS`` characters
+in a row, come from its channel's prompt or hotwords. A candidate is flagged ``prompt_echo``
+when the audio does not support it:
+
+- it is in the wrong script for its channel's language (Han characters on an English call);
+- the speech under it is quiet: its loud end is ``audio.SKIPPED_WITHIN_DB`` below the
+  channel's talking level;
+- its text is far longer than the speech under it: more than ``ECHO_MAX_RATE`` characters (or
+  Latin words) per second of active frames;
+- or the same fragment is a candidate in ``ECHO_REPEATS`` turns or more of the channel: all
+  but the first of them that the audio supports.
+
+A flagged turn keeps its text in ``turns`` but is not what was said: it never serves as
+compliance evidence, and sentiment and escalations do not read it (``calls.is_unheard``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+import numpy as np
+
+from speechqa.asr import fits_language
+from speechqa.audio import (
+    FILL_GAP_S,
+    FRAME_S,
+    RUN_PAD_S,
+    SKIPPED_WITHIN_DB,
+    active_threshold,
+    frame_levels,
+    frames_of,
+    runs_from_mask,
+    sounds_like_talk,
+    talking_level,
+)
+from speechqa.calls import Turn
+
+MIN_SPEECH_S = 3.0  # a channel with less detected speech has no coverage figure
+ECHO_MIN_CHARS = 4  # characters in a row from the prompt that make a turn an echo candidate
+ECHO_SHARE = 0.5  # ... and the share of the turn's text they must be
+ECHO_MAX_RATE = 10.0  # characters (Han, or Latin words) per second of speech no one speaks faster than
+ECHO_REPEATS = 3  # the same prompt fragment in this many turns of a channel is a loop, not speech
+_UNIT = re.compile(r"[\u3400-\u9fff\u3040-\u30ff\uac00-\ud7af]|[A-Za-z0-9]+")
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelSpeech:
+    """One channel's speech by energy: frame levels, the active threshold, the talking level,
+    and which frames are detected speech."""
+
+    levels: np.ndarray
+    threshold: float
+    talking: float
+    speech: np.ndarray  # bool per frame
+
+
+def _word_spans(turns: Sequence[Turn]) -> list[tuple[float, float]]:
+    return [(w.start, w.end) for t in turns for w in t.words] or [(t.start, t.end) for t in turns]
+
+
+def channel_speech(channels: Sequence[np.ndarray], sample_rate: int,
+                   turns: Sequence[Turn]) -> dict[int, ChannelSpeech]:
+    """Each channel's detected speech (see the module docstring)."""
+    out: dict[int, ChannelSpeech] = {}
+    for ch, samples in enumerate(channels):
+        levels = frame_levels(samples, sample_rate)
+        spans = _word_spans([t for t in turns if t.channel == ch])
+        talking = talking_level(levels, spans)
+        threshold = active_threshold(levels, talking)
+        active = levels > threshold
+        worded = _mask(spans, len(levels))
+        speech = np.zeros(len(levels), dtype=bool)
+        for run in runs_from_mask(active):
+            part = frames_of(run)
+            if worded[part].any() or sounds_like_talk(levels, run, talking):
+                speech[part] = active[part]
+        out[ch] = ChannelSpeech(levels, threshold, talking, speech)
+    return out
+
+
+def _mask(spans: Sequence[tuple[float, float]], n: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    for span in spans:
+        mask[frames_of(span)] = True
+    return mask
+
+
+def _covered(turns: Sequence[Turn], n: int) -> np.ndarray:
+    """Frames inside a channel's words, padded and joined across short pauses."""
+    spans = sorted(_word_spans(turns))
+    joined: list[tuple[float, float]] = []
+    for start, end in spans:
+        if joined and start - joined[-1][1] < FILL_GAP_S:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return _mask([(max(0.0, s - RUN_PAD_S), e + RUN_PAD_S) for s, e in joined], n)
+
+
+def coverage(turns: Sequence[Turn], speech: Mapping[int, ChannelSpeech]) -> dict[str, float | None]:
+    """``coverage``, ``coverage_agent`` and ``coverage_customer`` of a call (module docstring).
+    ``turns`` must not hold prompt echoes: an echo covers nothing."""
+    heard = [t for t in turns if "prompt_echo" not in t.flags]
+    detected: dict[str, int] = {}
+    covered: dict[str, int] = {}
+    for ch, s in speech.items():
+        mine = [t for t in heard if t.channel == ch]
+        roles = {t.role for t in turns if t.channel == ch} or {"unknown"}
+        role = roles.pop() if len(roles) == 1 else "unknown"
+        inside = int((s.speech & _covered(mine, len(s.speech))).sum()) if mine else 0
+        for key in ("all", role):
+            detected[key] = detected.get(key, 0) + int(s.speech.sum())
+            covered[key] = covered.get(key, 0) + inside
+
+    def share(key: str) -> float | None:
+        n = detected.get(key, 0)
+        return round(covered[key] / n, 3) if n * FRAME_S >= MIN_SPEECH_S else None
+
+    return {"coverage": share("all"), "coverage_agent": share("agent"), "coverage_customer": share("customer")}
+
+
+def low_coverage(values: Mapping[str, float | None], minimum: float) -> bool:
+    """Whether any role's (else the call's) coverage is below ``minimum``."""
+    by_role = [v for k in ("coverage_agent", "coverage_customer") if (v := values.get(k)) is not None]
+    found = by_role or [v for v in (values.get("coverage"),) if v is not None]
+    return any(v < minimum for v in found)
+
+
+# -- prompt echoes -----------------------------------------------------------------------------
+
+
+def _compact(text: str) -> str:
+    return "".join(m.group(0).lower() for m in _UNIT.finditer(text))
+
+
+def prompt_fragment(text: str, prompt: str) -> str:
+    """The longest run of ``text``'s characters (letters and digits only) that comes from
+    ``prompt``, when it is an echo candidate's (module docstring); else empty."""
+    mine, theirs = _compact(text), _compact(prompt)
+    if not mine or not theirs:
+        return ""
+    m = SequenceMatcher(None, mine, theirs, autojunk=False).find_longest_match(0, len(mine), 0, len(theirs))
+    if m.size < ECHO_MIN_CHARS or m.size < ECHO_SHARE * len(mine):
+        return ""
+    return mine[m.a:m.a + m.size]
+
+
+def _unsupported(turn: Turn, s: ChannelSpeech | None) -> bool:
+    """Whether the audio under ``turn`` is too quiet, or too short, to have said its text."""
+    if s is None:
+        return False
+    frames = s.levels[frames_of((turn.start, turn.end))]
+    if frames.size == 0:
+        return True
+    if float(np.percentile(frames, 90)) < s.talking - SKIPPED_WITHIN_DB:
+        return True
+    active_s = float((frames > s.threshold).sum()) * FRAME_S
+    return len(_UNIT.findall(turn.text)) / max(active_s, FRAME_S) > ECHO_MAX_RATE
+
+
+def flag_echoes(turns: Sequence[Turn], prompts: Mapping[int, tuple[str, str]],
+                speech: Mapping[int, ChannelSpeech]) -> tuple[Turn, ...]:
+    """Copies of ``turns`` with ``prompt_echo`` added to the flags of every echo (module
+    docstring). ``prompts``: channel -> (language, what Whisper was primed with on it)."""
+    fragments: list[str] = []
+    for t in turns:
+        _, primed = prompts.get(t.channel, ("", ""))
+        fragments.append(prompt_fragment(t.text, primed) if primed else "")
+    seen: dict[tuple[int, str], int] = {}
+    for t, f in zip(turns, fragments, strict=True):
+        if f:
+            seen[(t.channel, f)] = seen.get((t.channel, f), 0) + 1
+    kept: set[tuple[int, str]] = set()
+    out = []
+    for t, f in zip(turns, fragments, strict=True):
+        echo = False
+        if f:
+            wrong_script = not fits_language(f, prompts[t.channel][0])
+            unsupported = _unsupported(t, speech.get(t.channel))
+            echo = wrong_script or unsupported
+            if not echo and seen[(t.channel, f)] >= ECHO_REPEATS:
+                echo = (t.channel, f) in kept  # the first supported one stands, the rest loop
+                kept.add((t.channel, f))
+        out.append(dataclasses.replace(t, flags=(*t.flags, "prompt_echo")) if echo else t)
+    return tuple(out)
