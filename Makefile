@@ -10,7 +10,7 @@ MODEL  := models/whisper-base/speechqa-model.json
 help:
 	@echo "make run    set up the environment and model, then transcribe recordings/ into out/"
 	@echo "make test   run the test suite (real Whisper model on the fixture calls)"
-	@echo "make bench  CER and ASR speed, sentiment, scorecard accuracy (dev + held-out eval calls), PII leaks under ASR variants"
+	@echo "make bench  CER and ASR speed, real speech beside the naive loop, sentiment, scorecard accuracy (dev + held-out eval calls), PII leaks under ASR variants"
 	@echo "make lint   ruff and mypy"
 
 $(STAMP): pyproject.toml
@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_pii.py
 	$(BIN)/python bench/bench_asr.py
+	$(BIN)/python bench/bench_real.py --sets real_tune,real_report,dev
 
 clean:
 	rm -rf out .pytest_cache

@@ -26,8 +26,9 @@ violation precision / recall / F1 (a failed item is the positive class: it is wh
 acts on), per-item precision / recall / F1 / agreement, ``false_auto_fails`` (calls
 auto-failed whose truth passes every auto-fail item), ``missed_auto_fails``, how often the
 sound-alike search matches agent turns that do not say the phrase (``sound_false_match_rate``,
-``bench/phonetic_rate.py``), and the PII leaks in every table the run wrote
-(``bench/leaks.py``). Wrong outcomes are listed as ``#`` lines
+``bench/phonetic_rate.py``), coverage of the speech per role, the calls flagged
+``low_coverage`` and the ``prompt_echo_rate`` (speechqa/coverage.py), and the PII leaks in
+every table the run wrote (``bench/leaks.py``). Wrong outcomes are listed as ``#`` lines
 with the evidence or the agent's turns, for whoever tunes the scorecard (on the dev set only).
 
 Speed: the results, cycled to 1,000 calls, against a 40-item scorecard (the shipped items
@@ -190,6 +191,24 @@ def reference_results(folders, settings, out: Path) -> list:
     return list(run_transcripts(path, out / "out", settings).results)
 
 
+def transcript_lines(prefix: str, results) -> list[str]:
+    """What the transcript holds of the speech (speechqa/coverage.py): coverage per role, the
+    calls flagged low_coverage, and the prompt-echo rate."""
+    lines = []
+    for key in ("coverage", "coverage_agent", "coverage_customer"):
+        values = [v for r in results if (v := dict(r.metrics).get(key)) is not None]
+        if values:
+            lines.append(f"{prefix}{key}_mean={sum(values) / len(values):.3f} "
+                         f"{prefix}{key}_min={min(values):.3f}")
+    low = [r.recording.call_id for r in results if "low_coverage" in r.flags]
+    lines.append(f"{prefix}low_coverage_calls={len(low)}/{len(results)}"
+                 + (f" ({','.join(low)})" if low else ""))
+    turns = [t for r in results for t in r.turns]
+    echoes = sum("prompt_echo" in t.flags for t in turns)
+    lines.append(f"{prefix}prompt_echo_rate={echoes / max(len(turns), 1):.4f} ({echoes}/{len(turns)} turns)")
+    return lines
+
+
 def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
     """Run, score and print one set, from the audio and from the calls' script; returns the
     audio run's call results (for the speed part)."""
@@ -213,6 +232,8 @@ def score_set(name: str, folders, scorecard, settings, out_root: Path) -> list:
         total.leaks += rep.leaks
         total.other_digit_runs += rep.other_digit_runs
     for line in phonetic_rate.rate_lines(prefix, results, scorecard):
+        print(line)
+    for line in transcript_lines(prefix, results):
         print(line)
     for line in leaks.summary_lines(prefix, total):
         print(line)

@@ -44,7 +44,8 @@ def main() -> None:
               help="Folder of any CTranslate2 Whisper model (default models/whisper-base).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: auto.")
 @click.option("--compute-type", help="CTranslate2 compute type. Default: int8 on CPU, float16 on CUDA.")
-@click.option("--language", help="Forced language code (default zh).")
+@click.option("--language", help="Whisper language code (default zh), or auto to detect it per channel; "
+              "each language gets its own prompt ([asr] prompts_file).")
 @click.option("--beam-size", type=int, help="Beam width (default 5).")
 @click.option("--cache-dir", type=click.Path(path_type=Path),
               help="Transcript cache (default OUT/.cache).")
