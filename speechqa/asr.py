@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,15 @@ from typing import Any
 import numpy as np
 
 from speechqa.audio import (
+    SKIPPED_MIN_S,
     Audio,
     active_threshold,
     frame_levels,
+    frames_of,
     runs_from_mask,
     sounds_like_talk,
     talking_level,
+    words_mask,
 )
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
 from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings
@@ -42,7 +46,7 @@ from speechqa.lexicon import LEXICON_LANGUAGES, Lexicon, apply_corrections, find
 from speechqa.text import loop_pattern, repair_slips
 
 # Bump when the cached JSON layout or what we ask Whisper for changes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: gap fill inside partly transcribed speech, prompt echoes replaced
 
 
 # --- model ---------------------------------------------------------------------------------
@@ -167,6 +171,28 @@ def prompt_for(settings: AsrSettings, language: str) -> Prompt:
                   hotwords if fits_language(hotwords, language) else "")
 
 
+ECHO_MIN_CHARS = 4  # characters in a row from the prompt that make a text an echo candidate
+ECHO_SHARE = 0.5  # ... and the share of the text they must be
+UNIT = re.compile(r"[\u3400-\u9fff\u3040-\u30ff\uac00-\ud7af]|[A-Za-z0-9]+")  # a character, or a Latin word
+
+
+def _compact(text: str) -> str:
+    return "".join(m.group(0).lower() for m in UNIT.finditer(text))
+
+
+def prompt_fragment(text: str, prompt: str) -> str:
+    """The longest run of ``text``'s characters (letters and digits only) that comes from
+    ``prompt``, when it makes ``text`` an echo candidate: at least ``ECHO_MIN_CHARS`` in a row
+    and ``ECHO_SHARE`` of the text (speechqa/coverage.py); else empty."""
+    mine, theirs = _compact(text), _compact(prompt)
+    if not mine or not theirs:
+        return ""
+    m = SequenceMatcher(None, mine, theirs, autojunk=False).find_longest_match(0, len(mine), 0, len(theirs))
+    if m.size < ECHO_MIN_CHARS or m.size < ECHO_SHARE * len(mine):
+        return ""
+    return mine[m.a:m.a + m.size]
+
+
 LANGUAGE_SEGMENTS = 3  # 30 s windows of a channel's speech that language detection may read
 
 
@@ -253,7 +279,7 @@ def transcribe_channel(model, samples: np.ndarray, channel: int, settings: AsrSe
         )
     out = [_segment(s) for s in segments]
     if settings.fill_gaps:
-        out = _fill_gaps(model, samples, out, settings, language)
+        out = _fill_gaps(model, samples, out, settings, language, f"{primed.prompt} {primed.hotwords}".strip())
     return ChannelTranscript(channel=channel, segments=tuple(out), language=language,
                              language_probability=probability)
 
@@ -281,30 +307,52 @@ GAP_PAD_S = 0.3
 def untranscribed_speech(
     samples: np.ndarray, sample_rate: int, segments: list[Segment]
 ) -> list[tuple[float, float]]:
-    """Stretches that sound like this channel's talk but hold no transcribed word.
+    """Stretches that sound like this channel's talk but hold no transcribed word: whole runs
+    of speech with no words, and stretches of at least ``SKIPPED_MIN_S`` inside a run that its
+    words leave out (words padded and joined across short pauses, audio.words_mask).
 
     Batched decoding packs several VAD chunks into one 30 s window, and whisper-base then
-    sometimes stops early and drops a whole utterance (an agent's 请您稍等 or 再见).
+    sometimes stops early and drops a whole utterance (an agent's 请您稍等 or 再见), or writes
+    a few words (or its prompt) for a long one.
     """
     levels = frame_levels(samples, sample_rate)
     spans = [(w.start, w.end) for s in segments for w in s.words] or [(s.start, s.end) for s in segments]
     if not spans:
         return []
     talking = talking_level(levels, spans)
-    return [
-        (start, end) for start, end in runs_from_mask(levels > active_threshold(levels, talking))
-        if not any(s < end and e > start for s, e in spans) and sounds_like_talk(levels, (start, end), talking)
-    ]
+    covered = words_mask(spans, len(levels))
+    found = []
+    for run in runs_from_mask(levels > active_threshold(levels, talking)):
+        part = frames_of(run)
+        if not covered[part].any():
+            if sounds_like_talk(levels, run, talking):
+                found.append(run)
+            continue
+        for lo, hi in runs_from_mask(~covered[part], fill_gap_s=0.0, min_run_s=SKIPPED_MIN_S):
+            stretch = (round(run[0] + lo, 3), round(min(run[1], run[0] + hi), 3))
+            if sounds_like_talk(levels, stretch, talking):
+                found.append(stretch)
+    return found
 
 
 def _fill_gaps(model, samples: np.ndarray, segments: list[Segment], settings: AsrSettings,
-               language: str) -> list[Segment]:
+               language: str, primed: str = "") -> list[Segment]:
     """Transcribe each stretch of skipped speech on its own (no VAD, no prompt, so that
-    Whisper cannot answer with the prompt) and merge it in time order."""
+    Whisper cannot answer with the prompt) and merge it in time order.
+
+    A segment beside such a stretch that is only the prompt (``primed``, prompt_fragment) may
+    be an echo standing for the whole utterance (a child's 27 s reading came out as
+    请问有什么可以帮您): the stretch is transcribed together with it, and when that gives
+    words, they replace it."""
     from speechqa.audio import MODEL_RATE
 
     added: list[Segment] = []
+    echoes: set[int] = set()
     for start, end in untranscribed_speech(samples, MODEL_RATE, segments):
+        beside = [k for k, s in enumerate(segments) if primed and s.start < end + GAP_PAD_S
+                  and s.end > start - GAP_PAD_S and prompt_fragment(s.text, primed)]
+        start = min([start, *(segments[k].start for k in beside)])
+        end = max([end, *(segments[k].end for k in beside)])
         lo = max(0.0, start - GAP_PAD_S)
         clip = samples[int(lo * MODEL_RATE): int((end + GAP_PAD_S) * MODEL_RATE)]
         found, _ = model.transcribe(
@@ -312,8 +360,12 @@ def _fill_gaps(model, samples: np.ndarray, segments: list[Segment], settings: As
             word_timestamps=True, condition_on_previous_text=False, no_speech_threshold=None,
             temperature=0.0,
         )
-        added.extend(_segment(s, lo) for s in found if s.text.strip())
-    return sorted(segments + added, key=lambda s: s.start) if added else segments
+        heard = [_segment(s, lo) for s in found if s.text.strip()]
+        added.extend(heard)
+        if heard:
+            echoes.update(beside)
+    kept = [s for k, s in enumerate(segments) if k not in echoes]
+    return sorted(kept + added, key=lambda s: s.start) if added else segments
 
 
 def transcribe(model, audio: Audio, audio_sha256: str, settings: AsrSettings) -> Transcript:

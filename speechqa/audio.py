@@ -169,6 +169,26 @@ def talking_level(levels: np.ndarray, spans: Sequence[tuple[float, float]]) -> f
     return float(np.percentile(frames if frames.size else levels, 90))
 
 
+def span_mask(spans: Sequence[tuple[float, float]], n: int) -> np.ndarray:
+    """The frames (of ``n``) that some span covers."""
+    mask = np.zeros(n, dtype=bool)
+    for span in spans:
+        mask[frames_of(span)] = True
+    return mask
+
+
+def words_mask(spans: Sequence[tuple[float, float]], n: int) -> np.ndarray:
+    """The frames (of ``n``) inside some words: each span padded by ``RUN_PAD_S``, and joined to
+    the next across a pause shorter than ``FILL_GAP_S``, as speech runs are."""
+    joined: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if joined and start - joined[-1][1] < FILL_GAP_S:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return span_mask([(max(0.0, s - RUN_PAD_S), e + RUN_PAD_S) for s, e in joined], n)
+
+
 def sounds_like_talk(levels: np.ndarray, span: tuple[float, float], talking: float) -> bool:
     """Whether an active run nobody transcribed is speech: long enough and about as loud as the
     channel's talk (a cough, a click or a door is neither)."""

@@ -40,34 +40,29 @@ compliance evidence, and sentiment and escalations do not read it (``calls.is_un
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 
 import numpy as np
 
-from speechqa.asr import fits_language
+from speechqa.asr import UNIT, fits_language, prompt_fragment
 from speechqa.audio import (
-    FILL_GAP_S,
     FRAME_S,
-    RUN_PAD_S,
     SKIPPED_WITHIN_DB,
     active_threshold,
     frame_levels,
     frames_of,
     runs_from_mask,
     sounds_like_talk,
+    span_mask,
     talking_level,
+    words_mask,
 )
 from speechqa.calls import Turn
 
 MIN_SPEECH_S = 3.0  # a channel with less detected speech has no coverage figure
-ECHO_MIN_CHARS = 4  # characters in a row from the prompt that make a turn an echo candidate
-ECHO_SHARE = 0.5  # ... and the share of the turn's text they must be
 ECHO_MAX_RATE = 10.0  # characters (Han, or Latin words) per second of speech no one speaks faster than
 ECHO_REPEATS = 3  # the same prompt fragment in this many turns of a channel is a loop, not speech
-_UNIT = re.compile(r"[\u3400-\u9fff\u3040-\u30ff\uac00-\ud7af]|[A-Za-z0-9]+")
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +90,7 @@ def channel_speech(channels: Sequence[np.ndarray], sample_rate: int,
         talking = talking_level(levels, spans)
         threshold = active_threshold(levels, talking)
         active = levels > threshold
-        worded = _mask(spans, len(levels))
+        worded = span_mask(spans, len(levels))
         speech = np.zeros(len(levels), dtype=bool)
         for run in runs_from_mask(active):
             part = frames_of(run)
@@ -105,23 +100,6 @@ def channel_speech(channels: Sequence[np.ndarray], sample_rate: int,
     return out
 
 
-def _mask(spans: Sequence[tuple[float, float]], n: int) -> np.ndarray:
-    mask = np.zeros(n, dtype=bool)
-    for span in spans:
-        mask[frames_of(span)] = True
-    return mask
-
-
-def _covered(turns: Sequence[Turn], n: int) -> np.ndarray:
-    """Frames inside a channel's words, padded and joined across short pauses."""
-    spans = sorted(_word_spans(turns))
-    joined: list[tuple[float, float]] = []
-    for start, end in spans:
-        if joined and start - joined[-1][1] < FILL_GAP_S:
-            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
-        else:
-            joined.append((start, end))
-    return _mask([(max(0.0, s - RUN_PAD_S), e + RUN_PAD_S) for s, e in joined], n)
 
 
 def coverage(turns: Sequence[Turn], speech: Mapping[int, ChannelSpeech]) -> dict[str, float | None]:
@@ -134,7 +112,7 @@ def coverage(turns: Sequence[Turn], speech: Mapping[int, ChannelSpeech]) -> dict
         mine = [t for t in heard if t.channel == ch]
         roles = {t.role for t in turns if t.channel == ch} or {"unknown"}
         role = roles.pop() if len(roles) == 1 else "unknown"
-        inside = int((s.speech & _covered(mine, len(s.speech))).sum()) if mine else 0
+        inside = int((s.speech & words_mask(_word_spans(mine), len(s.speech))).sum()) if mine else 0
         for key in ("all", role):
             detected[key] = detected.get(key, 0) + int(s.speech.sum())
             covered[key] = covered.get(key, 0) + inside
@@ -156,22 +134,6 @@ def low_coverage(values: Mapping[str, float | None], minimum: float) -> bool:
 # -- prompt echoes -----------------------------------------------------------------------------
 
 
-def _compact(text: str) -> str:
-    return "".join(m.group(0).lower() for m in _UNIT.finditer(text))
-
-
-def prompt_fragment(text: str, prompt: str) -> str:
-    """The longest run of ``text``'s characters (letters and digits only) that comes from
-    ``prompt``, when it is an echo candidate's (module docstring); else empty."""
-    mine, theirs = _compact(text), _compact(prompt)
-    if not mine or not theirs:
-        return ""
-    m = SequenceMatcher(None, mine, theirs, autojunk=False).find_longest_match(0, len(mine), 0, len(theirs))
-    if m.size < ECHO_MIN_CHARS or m.size < ECHO_SHARE * len(mine):
-        return ""
-    return mine[m.a:m.a + m.size]
-
-
 def _unsupported(turn: Turn, s: ChannelSpeech | None) -> bool:
     """Whether the audio under ``turn`` is too quiet, or too short, to have said its text."""
     if s is None:
@@ -182,7 +144,7 @@ def _unsupported(turn: Turn, s: ChannelSpeech | None) -> bool:
     if float(np.percentile(frames, 90)) < s.talking - SKIPPED_WITHIN_DB:
         return True
     active_s = float((frames > s.threshold).sum()) * FRAME_S
-    return len(_UNIT.findall(turn.text)) / max(active_s, FRAME_S) > ECHO_MAX_RATE
+    return len(UNIT.findall(turn.text)) / max(active_s, FRAME_S) > ECHO_MAX_RATE
 
 
 def flag_echoes(turns: Sequence[Turn], prompts: Mapping[int, tuple[str, str]],

@@ -1,9 +1,10 @@
 """Turn splitting, script conversion, guards and the cache, on transcripts built in memory."""
 
 import numpy as np
+import pytest
 
 from speechqa import asr
-from speechqa.config import ChannelSettings, GuardSettings, TurnSettings
+from speechqa.config import ChannelSettings, GuardSettings, TurnSettings, load_settings
 from tests.conftest import segment, transcript, word
 
 
@@ -172,6 +173,35 @@ def test_speech_without_words_is_found_for_a_second_pass():
     gaps = asr.untranscribed_speech(x, rate, heard)
     assert len(gaps) == 1 and abs(gaps[0][0] - 10.0) < 0.2 and abs(gaps[0][1] - 13.0) < 0.2
     assert asr.untranscribed_speech(x[: rate * 5], rate, heard[:1]) == []
+
+
+def test_a_long_utterance_with_a_few_words_has_its_rest_found_and_an_echo_beside_it_replaced():
+    rate = 16000
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(rate * 20) * 10 ** (-55 / 20)).astype(np.float32)
+    x[rate * 2: rate * 14] += (0.1 * np.sin(2 * np.pi * 300 * np.arange(rate * 12) / rate)).astype(np.float32)
+    echo = segment([word(2.0, 3.5, "请问有什么可以帮您")])  # the prompt, for 12 s of speech
+    gaps = asr.untranscribed_speech(x, rate, [echo])
+    assert len(gaps) == 1 and abs(gaps[0][0] - 3.5) < 0.2 and abs(gaps[0][1] - 14.0) < 0.2
+
+    class Model:  # stands in for Whisper: hears the clip it is given as one segment
+        clips: list[float] = []
+
+        def transcribe(self, clip, **_):
+            self.clips.append(len(clip) / rate)
+            seg = type("S", (), dict(start=0.1, end=len(clip) / rate - 0.1, text="我最喜欢夏天",
+                                      avg_logprob=-0.2, no_speech_prob=0.0, compression_ratio=1.0,
+                                      temperature=0.0, words=None))
+            return [seg], None
+
+    settings = load_settings(environ={}).asr
+    model = Model()
+    kept = asr._fill_gaps(model, x, [echo], settings, "zh", asr.prompt_for(settings, "zh").prompt)
+    assert [s.text for s in kept] == ["我最喜欢夏天"]  # the echo went, and its span was heard again
+    assert model.clips[0] == pytest.approx(12.6, abs=0.3)  # from the echo's start, padded
+    said = segment([word(2.0, 3.5, "我想查一下话费")])  # not the prompt: kept beside the new words
+    assert [s.text for s in asr._fill_gaps(Model(), x, [said], settings, "zh", "请问有什么可以帮您")] \
+        == ["我想查一下话费", "我最喜欢夏天"]
 
 
 def test_channels_swap_when_the_customer_side_sounds_like_the_agent_and_the_agent_side_like_a_caller():

@@ -150,7 +150,7 @@ def test_an_echo_over_silence_or_in_the_wrong_script_is_flagged_and_real_speech_
     turns = (
         worded(0.5, 4.5, "您好，欢迎致电客服中心，请问有什么可以帮您？"),  # said: loud speech under it
         worded(10.0, 13.0, "请问有什么可以帮您", index=2),  # over silence
-        worded(20.0, 21.0, "关于保险理赔、车险、医疗险、银行账户、信用卡的问题", index=3),  # 23 chars in 1 s
+        worded(20.0, 21.0, "请问有什么可以帮您？好的，我帮您查一下。", index=3),  # 16 characters in 1 s
     )
     speech = coverage.channel_speech([agent_line], RATE, turns)
     flagged = coverage.flag_echoes(turns, {0: ("zh", ZH_PROMPT)}, speech)
