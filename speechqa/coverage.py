@@ -30,6 +30,8 @@ when the audio does not support it:
   channel's talking level;
 - its text is far longer than the speech under it: more than ``ECHO_MAX_RATE`` characters (or
   Latin words) per second of active frames;
+- or far shorter: the utterance it sits in has ``ECHO_LONG_S`` of speech or more, and less than
+  ``ECHO_HEARD`` of it has words (the prompt written for a 27 s reading);
 - or the same fragment is a candidate in ``ECHO_REPEATS`` turns or more of the channel: all
   but the first of them that the audio supports.
 
@@ -63,6 +65,8 @@ from speechqa.calls import Turn
 MIN_SPEECH_S = 3.0  # a channel with less detected speech has no coverage figure
 ECHO_MAX_RATE = 10.0  # characters (Han, or Latin words) per second of speech no one speaks faster than
 ECHO_REPEATS = 3  # the same prompt fragment in this many turns of a channel is a loop, not speech
+ECHO_LONG_S = 3.0  # an utterance this long of which ...
+ECHO_HEARD = 0.5  # ... less than this share has words says more than a prompt fragment
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +78,7 @@ class ChannelSpeech:
     threshold: float
     talking: float
     speech: np.ndarray  # bool per frame
+    runs: tuple[tuple[float, float], ...] = ()  # the runs of speech (seconds)
 
 
 def _word_spans(turns: Sequence[Turn]) -> list[tuple[float, float]]:
@@ -92,11 +97,13 @@ def channel_speech(channels: Sequence[np.ndarray], sample_rate: int,
         active = levels > threshold
         worded = span_mask(spans, len(levels))
         speech = np.zeros(len(levels), dtype=bool)
+        runs = []
         for run in runs_from_mask(active):
             part = frames_of(run)
             if worded[part].any() or sounds_like_talk(levels, run, talking):
                 speech[part] = active[part]
-        out[ch] = ChannelSpeech(levels, threshold, talking, speech)
+                runs.append(run)
+        out[ch] = ChannelSpeech(levels, threshold, talking, speech, tuple(runs))
     return out
 
 
@@ -134,9 +141,11 @@ def low_coverage(values: Mapping[str, float | None], minimum: float) -> bool:
 # -- prompt echoes -----------------------------------------------------------------------------
 
 
-def _unsupported(turn: Turn, s: ChannelSpeech | None) -> bool:
-    """Whether the audio under ``turn`` is too quiet, or too short, to have said its text."""
-    if s is None:
+def _unsupported(turn: Turn, s: ChannelSpeech | None, worded: np.ndarray | None) -> bool:
+    """Whether the audio under ``turn`` is too quiet, or too short, to have said its text, or
+    whether the utterance it sits in is far longer than all the words in it (``worded``: the
+    channel's frames inside words)."""
+    if s is None or worded is None:
         return False
     frames = s.levels[frames_of((turn.start, turn.end))]
     if frames.size == 0:
@@ -144,7 +153,12 @@ def _unsupported(turn: Turn, s: ChannelSpeech | None) -> bool:
     if float(np.percentile(frames, 90)) < s.talking - SKIPPED_WITHIN_DB:
         return True
     active_s = float((frames > s.threshold).sum()) * FRAME_S
-    return len(UNIT.findall(turn.text)) / max(active_s, FRAME_S) > ECHO_MAX_RATE
+    if len(UNIT.findall(turn.text)) / max(active_s, FRAME_S) > ECHO_MAX_RATE:
+        return True
+    around = [frames_of(r) for r in s.runs if r[0] < turn.end and r[1] > turn.start]
+    detected = sum(int(s.speech[p].sum()) for p in around)
+    heard = sum(int((s.speech[p] & worded[p]).sum()) for p in around)
+    return detected * FRAME_S >= ECHO_LONG_S and heard < ECHO_HEARD * detected
 
 
 def flag_echoes(turns: Sequence[Turn], prompts: Mapping[int, tuple[str, str]],
@@ -160,12 +174,14 @@ def flag_echoes(turns: Sequence[Turn], prompts: Mapping[int, tuple[str, str]],
         if f:
             seen[(t.channel, f)] = seen.get((t.channel, f), 0) + 1
     kept: set[tuple[int, str]] = set()
+    worded = {ch: words_mask(_word_spans([t for t in turns if t.channel == ch]), len(s.speech))
+              for ch, s in speech.items()}
     out = []
     for t, f in zip(turns, fragments, strict=True):
         echo = False
         if f:
             wrong_script = not fits_language(f, prompts[t.channel][0])
-            unsupported = _unsupported(t, speech.get(t.channel))
+            unsupported = _unsupported(t, speech.get(t.channel), worded.get(t.channel))
             echo = wrong_script or unsupported
             if not echo and seen[(t.channel, f)] >= ECHO_REPEATS:
                 echo = (t.channel, f) in kept  # the first supported one stands, the rest loop

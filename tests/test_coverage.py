@@ -161,6 +161,16 @@ def test_an_echo_over_silence_or_in_the_wrong_script_is_flagged_and_real_speech_
     assert "prompt_echo" in coverage.flag_echoes(english, {0: ("en", ZH_PROMPT)}, speech)[0].flags
 
 
+def test_the_prompt_written_for_a_long_utterance_is_an_echo():
+    reading = line(20.0, [(2.0, 14.0)])  # 12 s of speech, and only the prompt's 1.5 s of words
+    echo = (worded(2.0, 3.5, "请问有什么可以帮您"),)
+    flagged = coverage.flag_echoes(echo, {0: ("zh", ZH_PROMPT)}, coverage.channel_speech([reading], RATE, echo))
+    assert "prompt_echo" in flagged[0].flags
+    said = (worded(2.0, 14.0, "请问有什么可以帮您"),)  # the words fill the utterance: said slowly, kept
+    kept = coverage.flag_echoes(said, {0: ("zh", ZH_PROMPT)}, coverage.channel_speech([reading], RATE, said))
+    assert kept == said
+
+
 def test_the_same_fragment_again_and_again_is_a_loop_but_the_first_said_one_stands():
     spans = [(1.0 + 5 * k, 3.5 + 5 * k) for k in range(4)]
     ch = line(30.0, spans)
