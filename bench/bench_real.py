@@ -8,7 +8,8 @@ Sets:
 * ``real_tune`` / ``real_report``: ``bench/real`` (public recordings with their own reference
   text, see bench/real/README.md), by its ``split``. Settings are chosen on ``real_tune``
   only; ``real_report`` is what we report. Each set is also scored per ``kind``
-  (spontaneous, meeting, telephone, read) and per language.
+  (spontaneous, meeting, telephone, read, and the first three pooled as ``conversational``)
+  and per language.
 * ``dev``: ``../shared/data/asr-zh-cs-dev`` (read customer-service sentences).
 
 Per set and side (``speechqa``: the real batch, ``run_batch``, with each file's language
@@ -54,6 +55,7 @@ from speechqa.pipeline import run_batch  # noqa: E402
 
 REAL = ROOT / "bench" / "real"
 SETS = ("real_tune", "real_report", "dev")
+CONVERSATIONAL = ("spontaneous", "meeting", "telephone")  # pooled as ``_conversational``: not read
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -138,8 +140,12 @@ def _mean(values) -> str:
 
 
 def report(name: str, rows: list[dict], side: str, texts: dict, covered: dict) -> None:
-    for label, members in [("", rows), *[(f"_{k}", [r for r in rows if r["kind"] == k])
-                                         for k in sorted({r["kind"] for r in rows})]]:
+    spoken = [r for r in rows if r["kind"] in CONVERSATIONAL]
+    kinds = sorted({r["kind"] for r in rows})
+    groups = [("", rows), *[(f"_{k}", [r for r in rows if r["kind"] == k]) for k in kinds]]
+    if spoken and len(spoken) < len(rows):
+        groups.append(("_conversational", spoken))
+    for label, members in groups:
         for lang in sorted({r["lang"] for r in members}):
             mine = [r for r in members if r["lang"] == lang]
             hyps = [texts.get(r["file"], "") for r in mine]
