@@ -112,9 +112,12 @@ def speechqa_side(rows: list[dict], overrides: dict, tmp: Path, auto: bool = Fal
             link = folder / f"f{k:04d}{Path(r['file']).suffix}"
             link.symlink_to(r["file"])
             names[link.stem] = r["file"]
-        asr = dict(overrides) | ({"language": "auto", "languages": "zh|en"} if auto else {"language": lang})
-        settings = load_settings(environ={}, overrides={
-            "asr": asr, "text": {"redact_pii": False}, "sampling": {"enabled": False}})
+        sections: dict[str, dict] = {"text": {"redact_pii": False}, "sampling": {"enabled": False}}
+        for key, value in overrides.items():  # KEY is an [asr] setting, or SECTION.KEY
+            section, _, name = key.rpartition(".")
+            sections.setdefault(section or "asr", {})[name] = value
+        sections["asr"] |= {"language": "auto", "languages": "zh|en"} if auto else {"language": lang}
+        settings = load_settings(environ={}, overrides=sections)
         out = tmp / f"out-{lang}"
         t0 = time.perf_counter()
         summary = run_batch(folder, out, settings, force=True)
@@ -164,7 +167,7 @@ def main() -> int:
     parser.add_argument("--sets", default="real_tune,real_report", help=f"comma-separated: {', '.join(SETS)}")
     parser.add_argument("--limit", type=int, help="first N files of each set")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an [asr] setting of the speechqa side")
+                        help="override a setting of the speechqa side: an [asr] KEY, or SECTION.KEY")
     parser.add_argument("--no-auto", action="store_true", help="skip the language = auto pass")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop (settings sweeps)")
     args = parser.parse_args()
