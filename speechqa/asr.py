@@ -41,7 +41,7 @@ from speechqa.audio import (
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
 from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings
 from speechqa.errors import ModelError
-from speechqa.files import write_text_atomic
+from speechqa.files import private_dir, write_text_atomic
 from speechqa.lexicon import LEXICON_LANGUAGES, Lexicon, apply_corrections, find_corrections
 from speechqa.text import loop_pattern, repair_slips
 
@@ -425,8 +425,11 @@ def load_cached(cache_dir: Path, key: str) -> Transcript | None:
 
 
 def save_cached(cache_dir: Path, key: str, transcript: Transcript) -> None:
+    """Cache a transcript. It holds what was said, customer numbers unmasked, so the cache
+    folder is private to the user who runs the batch (0700) and each file 0600."""
+    private_dir(cache_dir)
     path = _cache_path(cache_dir, key)
-    write_text_atomic(path, json.dumps(dataclasses.asdict(transcript), ensure_ascii=False))
+    write_text_atomic(path, json.dumps(dataclasses.asdict(transcript), ensure_ascii=False), mode=0o600)
 
 
 def _transcript_from_dict(data: dict[str, Any]) -> Transcript:

@@ -194,9 +194,6 @@ def models_list(models_dir):
         click.echo(f"{info.name}\t{info.path}\t{info.size_bytes:,} bytes\tsha256 {info.sha256}\t{info.source}")
 
 
-if __name__ == "__main__":
-    main()
-
 
 @main.group()
 def rules() -> None:
@@ -384,3 +381,7 @@ def clips_export(out, dest, tag, label, team, since, keep_pii_audio, fmt, config
         raise _fail(exc) from None
     pii = f"{int(done['muted_spans'].sum()) if len(done) else 0} PII spans muted" if mute else "PII audio kept"
     click.echo(f"{len(done)} clips -> {dest} ({pii}; index: clips.csv, clips.jsonl)")
+
+
+if __name__ == "__main__":  # last, after every command group is defined
+    main()

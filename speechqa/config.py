@@ -222,6 +222,8 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
+        if isinstance(value, bool) and not isinstance(default, bool):
+            raise ValueError(value)  # beam_size = true is a mistake, not 1
         if isinstance(default, int):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -339,6 +341,12 @@ def validate(settings: Settings) -> Settings:
         (len(settings.sampling.tenure_floor) == 4,
          "[sampling] tenure_floor must give 4 numbers: months 0-3, 4-6, 7-18, 18+"),
         (settings.sampling.period_days >= 1, "[sampling] period_days must be >= 1"),
+        (min(settings.sampling.risk_per_night, settings.sampling.floor_per_period,
+             settings.sampling.recognition_per_night, *settings.sampling.tenure_floor) >= 0,
+         "[sampling] risk_per_night, floor_per_period, recognition_per_night and tenure_floor must be >= 0"),
+        (0 <= settings.sampling.recognition_min_score <= 100, "[sampling] recognition_min_score must be 0-100"),
+        (0 <= settings.sampling.must_review_sentiment <= 1, "[sampling] must_review_sentiment must be 0-1"),
+        (settings.sampling.long_hold_s >= 0, "[sampling] long_hold_s must be >= 0"),
         (settings.sampling.reviewer_capacity >= 1, "[sampling] reviewer_capacity must be >= 1"),
         (_is_date(settings.sampling.night), "[sampling] night must be a date YYYY-MM-DD"),
         (bool(settings.store.db), "[store] db must not be empty"),

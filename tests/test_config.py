@@ -41,6 +41,11 @@ def test_config_from_environment_variable(tmp_path):
         ("[channels]\nagent = 1\ncustomer = 1\n", "agent and customer must be different"),
         ("[turns]\nscript = 'klingon'\n", "[turns] script must be"),
         ("[asr\n", "not valid TOML"),
+        ("[asr]\nbeam_size = true\n", "[asr] beam_size must be int, got True"),
+        ("[metrics]\nshout_db = false\n", "[metrics] shout_db must be float"),
+        ("[sampling]\nrecognition_per_night = -1\n", "recognition_per_night and tenure_floor must be >= 0"),
+        ("[sampling]\ntenure_floor = [4, 3, -2, 2]\n", "tenure_floor must be >= 0"),
+        ("[sampling]\nrecognition_min_score = 120\n", "recognition_min_score must be 0-100"),
     ],
 )
 def test_errors_name_the_file_and_the_setting(tmp_path, body, message):
