@@ -183,6 +183,7 @@ class ClipSettings:
 class BatchSettings:
     cache_dir: str = ""  # empty: OUT/.cache
     manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
+    allow_outside: bool = False  # a manifest row may name a file outside its folder (.., links, absolute)
 
 
 @dataclass(frozen=True)

@@ -319,8 +319,8 @@ def run_batch(
     t_start = time.perf_counter()
     out = Path(out)
     ctx = make_context(settings, out, force=force)
-    recordings, failures = ingest.discover(Path(source), settings.batch.manifest_name)
-    failures = list(failures)
+    found = ingest.discover(Path(source), settings.batch.manifest_name, settings.batch.allow_outside)
+    recordings, failures = found.recordings, list(found.failures)
     if on_start:
         on_start(recordings)
 
@@ -339,7 +339,9 @@ def run_batch(
                   "sha256": m.sha256 if m else None, "source": m.source if m else None}
     return _finish(out, settings, ctx, source=source, recordings=recordings, results=results,
                    failures=failures, times={}, model_info=model_info, force=force,
-                   started_at=started_at, t_start=t_start)
+                   started_at=started_at, t_start=t_start,
+                   manifest={"path": str(found.manifest) if found.manifest else None,
+                             "encoding": found.encoding or None})
 
 
 def run_transcripts(
@@ -400,6 +402,7 @@ def _finish(
     force: bool,
     started_at: datetime,
     t_start: float,
+    manifest: dict[str, Any] | None = None,
 ) -> RunSummary:
     """The end of a run, the same for audio and imported transcripts: every table, the QA
     sample and the history store, then run.json (written last).
@@ -451,6 +454,7 @@ def _finish(
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": str(source),
         "input": "transcripts" if imported else "audio",
+        "manifest": manifest,  # the manifest read and its encoding (utf-8, utf-8-sig, gbk, gb18030)
         "out": str(out),
         "versions": _versions(),
         "model": model_info,

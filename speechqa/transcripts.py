@@ -44,7 +44,6 @@ ROLE_NAMES: dict[str, Role] = {
     "agent": "agent", "坐席": "agent", "客服": "agent",
     "customer": "customer", "客户": "customer", "顾客": "customer",
 }
-ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 is a superset of GBK, Excel's default for Chinese
 TIMES_IMPORTED = "imported"
 TIMES_NONE = "none"
 Metrics = tuple[tuple[str, float | int | None], ...]
@@ -204,12 +203,12 @@ def _records(path: Path) -> list[Record]:
 
 
 def _decode(data: bytes, path: Path) -> str:
-    for encoding in ENCODINGS:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise InputError(f"{path}: not UTF-8 or GBK text; save it as CSV UTF-8 (or GBK) or JSONL")
+    from speechqa.ingest import decode_text  # the manifest's reader: one way to read Excel's CSV
+
+    decoded = decode_text(data)
+    if decoded is None:
+        raise InputError(f"{path}: not UTF-8 or GBK text; save it as CSV UTF-8 (or GBK) or JSONL")
+    return decoded[0]
 
 
 def _csv_records(content: str, path: Path) -> Iterator[Record]:

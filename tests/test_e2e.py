@@ -129,6 +129,26 @@ def test_a_second_run_does_no_asr(fixture_run, asr_cache, tmp_path):
     pd.testing.assert_frame_equal(_read(tmp_path, "turns"), _read(fixture_run.out, "turns"))
 
 
+def test_a_gbk_manifest_in_nested_folders_gives_the_same_night(fixture_run, asr_cache, fixture_copy, tmp_path):
+    """What Excel saves on a Chinese Windows machine (GBK), with the calls filed per queue."""
+    from speechqa.pipeline import run_batch
+
+    manifest = fixture_copy / "calls.csv"
+    rows = manifest.read_text(encoding="utf-8").splitlines()
+    for wav in fixture_copy.glob("*.wav"):
+        (fixture_copy / "queue" / wav.stem).mkdir(parents=True)
+        wav.rename(fixture_copy / "queue" / wav.stem / wav.name)
+    rows = [rows[0]] + [r.replace(f",{r.split(',')[1]},", f",queue/{r.split(',')[0]}/{r.split(',')[1]},", 1)
+                        for r in rows[1:]]
+    manifest.write_bytes(("\r\n".join(rows) + "\r\n").encode("gbk"))
+    summary = run_batch(fixture_copy, tmp_path, settings_for(asr_cache))
+    assert not summary.failures and summary.run_info["manifest"]["encoding"] == "gbk"
+    assert summary.run_info["counts"]["transcribed"] == 0  # the same audio: the cache still holds
+    ours, theirs = _read(tmp_path, "calls"), _read(fixture_run.out, "calls")
+    assert list(ours.call_id) == list(theirs.call_id) and list(ours.team) == list(theirs.team)
+    pd.testing.assert_frame_equal(_read(tmp_path, "turns"), _read(fixture_run.out, "turns"))
+
+
 def test_corrupt_and_missing_files_fail_alone(fixture_run, asr_cache, fixture_copy, tmp_path):
     (fixture_copy / "zz_corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 50)
     (fixture_copy / "zz_empty.wav").write_bytes(b"")
