@@ -21,3 +21,7 @@ class InputError(SpeechQAError):
 
 class AudioError(SpeechQAError):
     """One recording cannot be decoded (missing, empty, corrupt or without audio)."""
+
+
+class LockedError(SpeechQAError):
+    """Another run holds the output folder."""

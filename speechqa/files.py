@@ -6,9 +6,13 @@ the target, so a reader (or a run killed with -9) never sees a half-written file
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +53,59 @@ def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
     return path
+
+
+LOCK_NAME = ".speechqa.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[Path]:
+    """Hold ``folder/.speechqa.lock`` for a run: one run per output folder at a time.
+
+    The lock file names its holder (pid, host, start time) and is made with O_EXCL, so two
+    runs cannot both take it. A second run is refused with LockedError naming the holder; a
+    lock left by a process that died on this host is taken over. Released when the run ends,
+    however it ends (a kill -9 leaves it, for the next run to take over)."""
+    from speechqa.errors import LockedError
+
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    me = {"pid": os.getpid(), "host": socket.gethostname(),
+          "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text(encoding="utf-8"))
+                pid, host = int(holder["pid"]), str(holder["host"])
+            except (OSError, ValueError, KeyError, TypeError):
+                holder, pid, host = {}, -1, ""
+            if not holder or (host == me["host"] and not _alive(pid)):
+                path.unlink(missing_ok=True)  # stale: its process is gone (or it is unreadable)
+                continue
+            raise LockedError(f"{folder}: another run is writing here (pid {pid} on {host}, started "
+                              f"{holder.get('started_at', '?')}); wait for it, or use another --out") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(me, fh)
+        break
+    else:
+        raise LockedError(f"{folder}: cannot take the run lock {path}")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a run that stopped before writing anything leaves no empty OUT

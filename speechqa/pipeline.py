@@ -44,6 +44,7 @@ from speechqa.calls import CallResult, Event, Failure, Recording, Turn
 from speechqa.compliance import Scorecard, load_scorecard, score_call, scores_language
 from speechqa.config import Settings
 from speechqa.errors import AudioError, SpeechQAError
+from speechqa.files import run_lock
 from speechqa.lexicon import Lexicon, lexicon_for
 from speechqa.models import ModelInfo, read_model
 
@@ -318,30 +319,31 @@ def run_batch(
     started_at = datetime.now(UTC)
     t_start = time.perf_counter()
     out = Path(out)
-    ctx = make_context(settings, out, force=force)
-    found = ingest.discover(Path(source), settings.batch.manifest_name, settings.batch.allow_outside)
-    recordings, failures = found.recordings, list(found.failures)
-    if on_start:
-        on_start(recordings)
+    with run_lock(out):  # one run per output folder (files.run_lock)
+        ctx = make_context(settings, out, force=force)
+        found = ingest.discover(Path(source), settings.batch.manifest_name, settings.batch.allow_outside)
+        recordings, failures = found.recordings, list(found.failures)
+        if on_start:
+            on_start(recordings)
 
-    results: list[CallResult] = []
-    for rec, outcome in _execute(recordings, ctx):
-        if isinstance(outcome, Failure):
-            failures.append(outcome)
-        else:
-            results.append(outcome)
-        if on_progress:
-            on_progress(rec, outcome)
-    order = {rec.call_id: i for i, rec in enumerate(recordings)}
-    results.sort(key=lambda r: order[r.recording.call_id])
-    m = ctx.model
-    model_info = {"name": m.name if m else None, "path": str(m.path) if m else None,
-                  "sha256": m.sha256 if m else None, "source": m.source if m else None}
-    return _finish(out, settings, ctx, source=source, recordings=recordings, results=results,
-                   failures=failures, times={}, model_info=model_info, force=force,
-                   started_at=started_at, t_start=t_start,
-                   manifest={"path": str(found.manifest) if found.manifest else None,
-                             "encoding": found.encoding or None})
+        results: list[CallResult] = []
+        for rec, outcome in _execute(recordings, ctx):
+            if isinstance(outcome, Failure):
+                failures.append(outcome)
+            else:
+                results.append(outcome)
+            if on_progress:
+                on_progress(rec, outcome)
+        order = {rec.call_id: i for i, rec in enumerate(recordings)}
+        results.sort(key=lambda r: order[r.recording.call_id])
+        m = ctx.model
+        model_info = {"name": m.name if m else None, "path": str(m.path) if m else None,
+                      "sha256": m.sha256 if m else None, "source": m.source if m else None}
+        return _finish(out, settings, ctx, source=source, recordings=recordings, results=results,
+                       failures=failures, times={}, model_info=model_info, force=force,
+                       started_at=started_at, t_start=t_start,
+                       manifest={"path": str(found.manifest) if found.manifest else None,
+                                 "encoding": found.encoding or None})
 
 
 def run_transcripts(
@@ -361,31 +363,32 @@ def run_transcripts(
     started_at = datetime.now(UTC)
     t_start = time.perf_counter()
     out = Path(out)
-    ctx = make_context(settings, out, audio=False)
-    t0 = time.perf_counter()
-    batch = read_transcripts(Path(file), settings.channels)
-    read_s = time.perf_counter() - t0
-    recordings = [c.recording for c in batch.calls]
-    failures = list(batch.failures)
-    if on_start:
-        on_start(recordings)
-    results: list[CallResult] = []
-    per_call_read = read_s / max(len(batch.calls), 1)
-    for call in batch.calls:
-        timed = call.times != "none"
-        outcome = analyse_turns(call.recording, call.turns, ctx, duration_s=call.duration_s, n_channels=0,
-                                audio_fn=None, timings={"read": per_call_read}, timed=timed,
-                                language=call.recording.meta_dict.get("language", "").strip().lower())
-        if isinstance(outcome, Failure):
-            failures.append(outcome)
-        else:
-            results.append(outcome)
-        if on_progress:
-            on_progress(call.recording, outcome)
-    return _finish(out, settings, ctx, source=Path(file), recordings=recordings, results=results,
-                   failures=failures, times={c.recording.call_id: c.times for c in batch.calls},
-                   model_info={"name": IMPORTED_MODEL, "path": None, "sha256": None, "source": str(file)},
-                   force=False, started_at=started_at, t_start=t_start)
+    with run_lock(out):  # one run per output folder (files.run_lock)
+        ctx = make_context(settings, out, audio=False)
+        t0 = time.perf_counter()
+        batch = read_transcripts(Path(file), settings.channels)
+        read_s = time.perf_counter() - t0
+        recordings = [c.recording for c in batch.calls]
+        failures = list(batch.failures)
+        if on_start:
+            on_start(recordings)
+        results: list[CallResult] = []
+        per_call_read = read_s / max(len(batch.calls), 1)
+        for call in batch.calls:
+            timed = call.times != "none"
+            outcome = analyse_turns(call.recording, call.turns, ctx, duration_s=call.duration_s, n_channels=0,
+                                    audio_fn=None, timings={"read": per_call_read}, timed=timed,
+                                    language=call.recording.meta_dict.get("language", "").strip().lower())
+            if isinstance(outcome, Failure):
+                failures.append(outcome)
+            else:
+                results.append(outcome)
+            if on_progress:
+                on_progress(call.recording, outcome)
+        return _finish(out, settings, ctx, source=Path(file), recordings=recordings, results=results,
+                       failures=failures, times={c.recording.call_id: c.times for c in batch.calls},
+                       model_info={"name": IMPORTED_MODEL, "path": None, "sha256": None, "source": str(file)},
+                       force=False, started_at=started_at, t_start=t_start)
 
 
 def _finish(

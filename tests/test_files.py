@@ -44,3 +44,42 @@ def test_every_command_group_answers_when_run_as_a_module():
         done = subprocess.run([sys.executable, "-m", "speechqa.cli", group, "--help"],
                               capture_output=True, text=True, check=False)
         assert done.returncode == 0 and "Usage:" in done.stdout, (group, done.stderr)
+
+
+def test_one_run_per_output_folder_and_a_dead_runs_lock_is_taken_over(tmp_path):
+    import json
+    import socket
+
+    import pytest
+
+    from speechqa.errors import LockedError
+    from speechqa.files import LOCK_NAME, run_lock
+
+    with run_lock(tmp_path) as held:
+        holder = json.loads(held.read_text(encoding="utf-8"))
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+        refused = rf"pid {os.getpid()} on {socket.gethostname()}, started 20"
+        with pytest.raises(LockedError, match=refused), run_lock(tmp_path):
+            pass
+    assert not (tmp_path / LOCK_NAME).exists()  # released
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(),
+                                                  "started_at": "2026-11-30T01:00:00+00:00"}), encoding="utf-8")
+    with run_lock(tmp_path) as held:  # its process is gone: taken over
+        assert json.loads(held.read_text(encoding="utf-8"))["pid"] == os.getpid()
+
+
+def test_a_second_run_on_the_same_out_is_refused_naming_the_holder(tmp_path):
+    from click.testing import CliRunner
+
+    from speechqa.cli import main
+    from speechqa.files import run_lock
+
+    transcripts = tmp_path / "t.csv"
+    transcripts.write_text("call_id,role,text\nc1,agent,您好\n", encoding="utf-8")
+    with run_lock(tmp_path / "out"):
+        result = CliRunner().invoke(main, ["run", "--transcripts", str(transcripts),
+                                           "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and f"pid {os.getpid()}" in result.output
+    assert not (tmp_path / "out" / "calls.csv").exists()
