@@ -117,6 +117,7 @@ CALL_FLAGS = (
     "low_coverage",  # speech the transcript does not cover: a missing word, not a missing script item
     "language_not_scored",  # a language the scorecard is not written for: every item N/A
     "prompt_echo",  # turns that echo Whisper's prompt (n_prompt_echo_turns)
+    "no_words",  # nothing was transcribed (silence, noise, music, a dropped line): not scored
 )
 
 

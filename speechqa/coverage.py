@@ -113,6 +113,8 @@ def coverage(turns: Sequence[Turn], speech: Mapping[int, ChannelSpeech]) -> dict
     """``coverage``, ``coverage_agent`` and ``coverage_customer`` of a call (module docstring).
     ``turns`` must not hold prompt echoes: an echo covers nothing."""
     heard = [t for t in turns if "prompt_echo" not in t.flags]
+    if not heard:  # no words at all: nothing to calibrate talk by (a tone or noise would count)
+        return dict.fromkeys(("coverage", "coverage_agent", "coverage_customer"))
     detected: dict[str, int] = {}
     covered: dict[str, int] = {}
     for ch, s in speech.items():

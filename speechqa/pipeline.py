@@ -40,7 +40,7 @@ from speechqa import (
     text,
     vocab,
 )
-from speechqa.calls import CallResult, Event, Failure, Recording, Turn
+from speechqa.calls import CallResult, Event, Failure, Recording, Turn, is_unheard
 from speechqa.compliance import Scorecard, load_scorecard, score_call, scores_language
 from speechqa.config import Settings
 from speechqa.errors import AudioError, SpeechQAError
@@ -232,6 +232,8 @@ def analyse_turns(
             flags.append("language_not_scored")
         if covered["n_prompt_echo_turns"]:
             flags.append("prompt_echo")
+        if all(is_unheard(t) for t in turns):
+            flags.append("no_words")
 
         result = CallResult(
             recording=rec,

@@ -188,9 +188,12 @@ def test_an_echo_is_no_evidence_and_feeds_no_sentiment():
         'pass = { phrases = ["请问有什么可以帮您"], role = "agent" }\n'), "rules.toml")
     echo = worded(10.0, 13.0, "请问有什么可以帮您", flags=("prompt_echo",))
     said = dataclasses.replace(echo, flags=())
-    assert score_call(call(said), card).results[0].outcome == "pass"
-    failed = score_call(call(echo), card).results[0]
+    other = worded(14.0, 16.0, "好的，稍等", index=2)
+    assert score_call(call(said, other), card).results[0].outcome == "pass"
+    failed = score_call(call(echo, other), card).results[0]
     assert failed.outcome == "fail" and failed.evidence_turn_id == ""
+    # a call of nothing but echoes has no words at all: not scored, like an empty line
+    assert score_call(call(echo), card).results[0].outcome == "na"
     threat = worded(1.0, 3.0, "我要投诉你们，打12315", role="customer", flags=("prompt_echo",))
     scored = score_turns((threat, dataclasses.replace(threat, flags=(), turn_id="c1-customer-0002")))
     assert scored[0].sentiment is None and scored[1].sentiment is not None
@@ -239,3 +242,15 @@ def test_a_scorecard_names_its_language_or_none():
         parse_scorecard(tomllib.loads(head.format('language = "English"')), "r.toml")
     with pytest.raises(ConfigError, match="unknown key 'lang'"):
         parse_scorecard(tomllib.loads(head.format('lang = "en"')), "r.toml")
+
+
+def test_a_call_with_no_words_is_not_scored_and_has_no_coverage_figure():
+    from speechqa.compliance import load_scorecard
+
+    empty = call()
+    c = score_call(empty, load_scorecard())
+    assert math.isnan(c.score) and {r.outcome for r in c.results} == {"na"}
+    assert "no words were transcribed" in c.results[0].reason
+    tone = line(10.0, [(1.0, 9.0)])  # hold music: loud, long, and nobody's words
+    found = coverage.coverage((), coverage.channel_speech([tone], RATE, ()))
+    assert found == {"coverage": None, "coverage_agent": None, "coverage_customer": None}

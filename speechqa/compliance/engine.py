@@ -673,11 +673,16 @@ def score_call(result: CallResult, scorecard: Scorecard) -> Compliance:
 
     A call in another language than the scorecard's is not scored: every item is N/A, saying
     why, and the score is NaN (its phrases cannot be said in that language: a failure would
-    be the scorecard's, not the agent's)."""
+    be the scorecard's, not the agent's). Nor is a call with no words at all: an empty line is
+    no agent's failure."""
     label = f"{scorecard.name} {scorecard.version}".strip()
+    reason = ""
     if not scores_language(scorecard, result.language):
         reason = (f"not scored: the call is in {result.language}, "
                   f"the scorecard is written for {scorecard.language}")
+    elif all(is_unheard(t) for t in result.turns):
+        reason = "not scored: no words were transcribed (silence, noise, music or a dropped line)"
+    if reason:
         return Compliance(math.nan, False, tuple(
             RuleResult(call_id=result.recording.call_id, item_id=item.id, outcome="na", points=0.0,
                        max_points=0.0, reason=reason) for item in scorecard.items), label, scorecard.sha256)
