@@ -40,9 +40,9 @@ from speechqa import (
     text,
     vocab,
 )
-from speechqa.calls import CallResult, Event, Failure, Recording, Turn, is_unheard
+from speechqa.calls import CallResult, Event, Failure, Recording, Transcript, Turn, is_unheard
 from speechqa.compliance import Scorecard, load_scorecard, score_call, scores_language
-from speechqa.config import Settings
+from speechqa.config import AsrSettings, Settings
 from speechqa.errors import AudioError, SpeechQAError
 from speechqa.files import run_lock
 from speechqa.lexicon import Lexicon, lexicon_for
@@ -63,6 +63,11 @@ class Context:
     workers: int = 1
     cpu_threads: int = 1
     force: bool = False
+    # what turns audio into a Transcript; None: Whisper (asr.transcribe with the model above).
+    # A test passes a fake that returns scripted words; it must be a picklable top-level
+    # callable (audio, audio_sha256, AsrSettings) -> Transcript with a stable ``__qualname__``,
+    # which keys the cache in place of the model checksum.
+    transcriber: Transcriber | None = None
 
 
 @dataclass(frozen=True)
@@ -78,21 +83,27 @@ class RunSummary:
 
 
 ProgressFn = Callable[[Recording, "CallResult | Failure"], None]
+Transcriber = Callable[[audio.Audio, str, "AsrSettings"], "Transcript"]
 AudioFn = Callable[[], "tuple[list[Any], int]"]  # decoded channels and their sample rate, on demand
 
 IMPORTED_MODEL = "imported"  # the calls table's model column for imported transcripts
 
 
-def make_context(settings: Settings, out: Path, *, force: bool = False, audio: bool = True) -> Context:
+def make_context(settings: Settings, out: Path, *, force: bool = False, audio: bool = True,
+                 transcriber: Transcriber | None = None) -> Context:
     """Resolve the model, device and cache folder once, before any call is touched.
 
     With ``audio=False`` (imported transcripts) no Whisper model is looked for or loaded;
-    the text stages' resources and the scorecard are still checked up front.
+    the text stages' resources and the scorecard are still checked up front. With a
+    ``transcriber`` (a test's fake) the audio is decoded and analysed as usual, but no model
+    is needed.
     """
     model: ModelInfo | None = None
     device, compute_type, workers, threads = "", "", 1, 1
     lexicon = None
-    if audio:
+    if audio and transcriber is not None:
+        lexicon = lexicon_for(settings.lexicon)
+    elif audio:
         model = read_model(Path(settings.asr.model))  # a missing model stops an audio run here
         device = asr.resolve_device(settings.asr.device)
         compute_type = asr.resolve_compute_type(device, settings.asr.compute_type)
@@ -107,7 +118,13 @@ def make_context(settings: Settings, out: Path, *, force: bool = False, audio: b
     scorecard = load_scorecard(settings.compliance.rules or None)  # a broken rules file stops the run
     vocab.preload(settings, scorecard)  # ... and so does a bad vocabulary file (speechqa/vocab.py)
     return Context(settings, model, device, compute_type, cache_dir, lexicon, scorecard, workers, threads,
-                   force)
+                   force, transcriber)
+
+
+def transcriber_name(transcriber: Transcriber | None) -> str:
+    """``transcriber:<its qualified name>``: a stand-in for Whisper, in the cache key and run.json."""
+    name = getattr(transcriber, "__qualname__", None) or type(transcriber).__qualname__
+    return f"transcriber:{name}"
 
 
 def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
@@ -115,12 +132,13 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
     timings: dict[str, float] = {}
     stage = "read"
     try:
-        if ctx.model is None:
+        if ctx.model is None and ctx.transcriber is None:
             raise SpeechQAError("no Whisper model in this run's context (make_context(audio=True))")
         t0 = time.perf_counter()
         sha = audio.content_sha256(rec.path)
         timings["hash"] = time.perf_counter() - t0
-        key = asr.cache_key(sha, ctx.model.sha256, ctx.compute_type, ctx.settings.asr)
+        heard_by = ctx.model.sha256 if ctx.model is not None else transcriber_name(ctx.transcriber)
+        key = asr.cache_key(sha, heard_by, ctx.compute_type, ctx.settings.asr)
         transcript = None if ctx.force else asr.load_cached(ctx.cache_dir, key)
         cached = transcript is not None
         decoded = None
@@ -131,9 +149,13 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             timings["decode"] = time.perf_counter() - t0
             stage = "asr"
             s = ctx.settings.asr
-            model = asr.load_model(str(ctx.model.path), ctx.device, ctx.compute_type,
-                                   ctx.cpu_threads, ctx.workers)
-            transcript = asr.transcribe(model, decoded, sha, s)
+            if ctx.transcriber is not None:
+                transcript = ctx.transcriber(decoded, sha, s)
+            else:
+                assert ctx.model is not None
+                model = asr.load_model(str(ctx.model.path), ctx.device, ctx.compute_type,
+                                       ctx.cpu_threads, ctx.workers)
+                transcript = asr.transcribe(model, decoded, sha, s)
             timings["asr"] = transcript.asr_seconds
             asr.save_cached(ctx.cache_dir, key, transcript)
         stage = "turns"
@@ -316,13 +338,15 @@ def run_batch(
     force: bool = False,
     on_start: Callable[[list[Recording]], None] | None = None,
     on_progress: ProgressFn | None = None,
+    transcriber: Transcriber | None = None,
 ) -> RunSummary:
-    """The nightly batch. Per-call problems become failures; setup problems raise."""
+    """The nightly batch. Per-call problems become failures; setup problems raise.
+    ``transcriber`` replaces Whisper (tests: scripted words, see Context)."""
     started_at = datetime.now(UTC)
     t_start = time.perf_counter()
     out = Path(out)
     with run_lock(out):  # one run per output folder (files.run_lock)
-        ctx = make_context(settings, out, force=force)
+        ctx = make_context(settings, out, force=force, transcriber=transcriber)
         found = ingest.discover(Path(source), settings.batch.manifest_name, settings.batch.allow_outside)
         recordings, failures = found.recordings, list(found.failures)
         if on_start:
@@ -341,6 +365,8 @@ def run_batch(
         m = ctx.model
         model_info = {"name": m.name if m else None, "path": str(m.path) if m else None,
                       "sha256": m.sha256 if m else None, "source": m.source if m else None}
+        if m is None and transcriber is not None:  # a test's fake: say so in calls and run.json
+            model_info["name"] = transcriber_name(transcriber)
         return _finish(out, settings, ctx, source=source, recordings=recordings, results=results,
                        failures=failures, times={}, model_info=model_info, force=force,
                        started_at=started_at, t_start=t_start,

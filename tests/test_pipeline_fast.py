@@ -1,0 +1,44 @@
+"""The whole pipeline on real audio with scripted words (tests/fakes.py): the batch, its tables,
+the cache and bad input, in seconds and without the model."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from speechqa.pipeline import run_batch
+from tests.conftest import FIXTURE_CALLS, settings_for
+from tests.fakes import ScriptedTranscriber
+from tests.test_hostile import _corpus
+
+
+def test_a_night_with_scripted_words_scores_the_script(tmp_path):
+    summary = run_batch(FIXTURE_CALLS, tmp_path / "out", settings_for(tmp_path / "cache"),
+                        transcriber=ScriptedTranscriber(FIXTURE_CALLS))
+    assert not summary.failures and summary.run_info["model"]["name"] == "transcriber:ScriptedTranscriber"
+    calls = pd.read_csv(tmp_path / "out" / "calls.csv").set_index("call_id")
+    assert set(calls.index) == {"fx_stereo", "fx_mono", "fx_bargein"} and set(calls.status) == {"ok"}
+    rules = pd.read_csv(tmp_path / "out" / "rule_results.csv")
+    stereo = rules[rules.call_id == "fx_stereo"].set_index("item_id").outcome.to_dict()
+    import json
+
+    truth = json.loads((FIXTURE_CALLS / "fx_stereo.truth.json").read_text(encoding="utf-8"))["script_items"]
+    want = {k: ("pass" if v else "na" if v is None else "fail") for k, v in truth.items()}
+    assert {k: stereo[k] for k in want} == want
+    assert calls.loc["fx_stereo", "coverage_agent"] > 0.9  # scripted words lie where the speech is
+    again = run_batch(FIXTURE_CALLS, tmp_path / "again", settings_for(tmp_path / "cache"),
+                      transcriber=ScriptedTranscriber(FIXTURE_CALLS))
+    assert again.run_info["counts"]["cached"] == 3
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again" / "turns.parquet"),
+                                  pd.read_parquet(tmp_path / "out" / "turns.parquet"))
+
+
+def test_hostile_files_fail_alone_in_seconds(tmp_path):
+    folder = tmp_path / "night"
+    folder.mkdir()
+    expect = _corpus(folder)
+    run_batch(folder, tmp_path / "out", settings_for(tmp_path / "cache"),
+              transcriber=ScriptedTranscriber(FIXTURE_CALLS))
+    calls = pd.read_csv(tmp_path / "out" / "calls.csv").set_index("call_id")
+    failed = {name.rsplit(".", 1)[0] for name, want in expect.items() if want != "ok"}
+    assert set(calls[calls.status == "failed"].index) == failed
+    assert calls.loc["good", "status"] == "ok" and calls.loc["good", "n_turns"] > 3
