@@ -25,3 +25,7 @@ class AudioError(SpeechQAError):
 
 class LockedError(SpeechQAError):
     """Another run holds the output folder."""
+
+
+class OutputError(SpeechQAError):
+    """An output file cannot be written (a full disk, no permission)."""

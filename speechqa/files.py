@@ -7,6 +7,7 @@ the target, so a reader (or a run killed with -9) never sees a half-written file
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import socket
@@ -23,10 +24,17 @@ def _umask() -> int:
     return mask
 
 
+_STAGED: contextvars.ContextVar[list[tuple[str, Path]] | None] = contextvars.ContextVar("staged", default=None)
+
+
 def write_atomic(path: Path, write: Callable[[Path], Any], mode: int = 0o666) -> None:
     """Call ``write(tmp_path)``, fsync the result, then rename it to ``path``. The file gets
     ``mode`` less the umask, as ``open`` would give it (mkstemp's 0600 would shut the rest of
-    a QA team's share out of the night's tables)."""
+    a QA team's share out of the night's tables). Inside :func:`all_or_nothing` the rename
+    waits for the others. A write that fails (a full disk) raises OutputError naming the file,
+    and leaves the file it would have replaced as it was."""
+    from speechqa.errors import OutputError
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,10 +44,36 @@ def write_atomic(path: Path, write: Callable[[Path], Any], mode: int = 0o666) ->
         write(Path(tmp))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        staged = _STAGED.get()
+        if staged is None:
+            os.replace(tmp, path)
+        else:
+            staged.append((tmp, path))
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); the files there "
+                              "are left as they were") from exc
         raise
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Every :func:`write_atomic` inside goes to its temp file, and all are renamed into place
+    together at the end, in the order written: a failure on any of them (a full disk half way
+    through the night's tables) leaves every earlier file as it was, not a mix of two runs."""
+    staged: list[tuple[str, Path]] = []
+    token = _STAGED.set(staged)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        _STAGED.reset(token)
+    for tmp, path in staged:
+        os.replace(tmp, path)
 
 
 def write_text_atomic(path: Path, text: str, mode: int = 0o666) -> None:

@@ -44,7 +44,7 @@ from speechqa.calls import CallResult, Event, Failure, Recording, Transcript, Tu
 from speechqa.compliance import Scorecard, load_scorecard, score_call, scores_language
 from speechqa.config import AsrSettings, Settings
 from speechqa.errors import AudioError, SpeechQAError
-from speechqa.files import run_lock
+from speechqa.files import all_or_nothing, run_lock
 from speechqa.lexicon import Lexicon, lexicon_for
 from speechqa.models import ModelInfo, read_model
 
@@ -453,26 +453,30 @@ def _finish(
                            times, imported)
     events_df = outputs.events_frame(results)
     rules_df = outputs.rule_results_frame(results, ctx.scorecard)
-    outputs.write_table(outputs.turns_frame(results), out, "turns")
-    outputs.write_table(outputs.words_frame(results), out, "words")
-    outputs.write_table(calls_df, out, "calls")
-    outputs.write_table(events_df, out, "events")
-    outputs.write_table(rules_df, out, "rule_results")
-    outputs.write_table(clips.clips_frame(results, settings.clips), out, "training_clips")
-    outputs.write_table(outputs.scorecards_frame(calls_df, ["agent_id", "agent_name", "team"]), out, "agents")
-    outputs.write_table(outputs.scorecards_frame(calls_df, ["team"]), out, "teams")
-    outputs.write_table(outputs.failures_frame(failures), out, "failures")
+    # every table, and the QA sample's files, replace the last run's together or not at all
+    # (a full disk half way leaves the last night's set whole)
+    with all_or_nothing():
+        outputs.write_table(outputs.turns_frame(results), out, "turns")
+        outputs.write_table(outputs.words_frame(results), out, "words")
+        outputs.write_table(calls_df, out, "calls")
+        outputs.write_table(events_df, out, "events")
+        outputs.write_table(rules_df, out, "rule_results")
+        outputs.write_table(clips.clips_frame(results, settings.clips), out, "training_clips")
+        agents = outputs.scorecards_frame(calls_df, ["agent_id", "agent_name", "team"])
+        outputs.write_table(agents, out, "agents")
+        outputs.write_table(outputs.scorecards_frame(calls_df, ["team"]), out, "teams")
+        outputs.write_table(outputs.failures_frame(failures), out, "failures")
 
-    sampled: dict[str, Any] | None = None
-    if settings.sampling.enabled:
-        from speechqa import store as history
+        sampled: dict[str, Any] | None = None
+        if settings.sampling.enabled:
+            from speechqa import store as history
 
-        night = settings.sampling.night or infer_night(all_recordings)
-        db = history.open_store(settings.store.db)
-        # A call without times has turn-index times only: no duration goes into the history.
-        history.save_calls(db, night, [dataclasses.replace(r, duration_s=math.nan)
-                                       if times.get(r.recording.call_id) == "none" else r for r in results])
-        sampled = qa_sample(db, out, night, settings, calls_df, rules_df, events_df)
+            night = settings.sampling.night or infer_night(all_recordings)
+            db = history.open_store(settings.store.db)
+            # A call without times has turn-index times only: no duration goes into the history.
+            history.save_calls(db, night, [dataclasses.replace(r, duration_s=math.nan)
+                                           if times.get(r.recording.call_id) == "none" else r for r in results])
+            sampled = qa_sample(db, out, night, settings, calls_df, rules_df, events_df)
 
     stage_totals: dict[str, float] = {}
     for r in results:

@@ -70,3 +70,10 @@ def test_bad_environment_value_is_named():
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().asr.beam_size = 2  # type: ignore[misc]
+
+
+def test_a_database_password_never_reaches_run_json():
+    s = load_settings(environ={"SPEECHQA_STORE_DB": "postgresql://qa:s3cr%40t@db.local:5432/speechqa"})
+    assert s.store.db == "postgresql://qa:s3cr%40t@db.local:5432/speechqa"  # the store still gets it
+    assert s.to_dict()["store"]["db"] == "postgresql://qa:***@db.local:5432/speechqa"
+    assert load_settings(environ={}).to_dict()["store"]["db"] == "speechqa.db"

@@ -42,3 +42,35 @@ def test_hostile_files_fail_alone_in_seconds(tmp_path):
     failed = {name.rsplit(".", 1)[0] for name, want in expect.items() if want != "ok"}
     assert set(calls[calls.status == "failed"].index) == failed
     assert calls.loc["good", "status"] == "ok" and calls.loc["good", "n_turns"] > 3
+
+
+def test_a_full_disk_while_writing_the_tables_leaves_the_last_nights_set_whole(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    import pytest
+
+    from speechqa.errors import OutputError
+
+    out = tmp_path / "out"
+    run_batch(FIXTURE_CALLS, out, settings_for(tmp_path / "cache"),
+              transcriber=ScriptedTranscriber(FIXTURE_CALLS))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    tonight = tmp_path / "tonight"
+    tonight.mkdir()
+    for name in ("fx_stereo.wav", "fx_stereo.truth.json"):
+        shutil.copy(FIXTURE_CALLS / name, tonight / name)
+    real = pd.DataFrame.to_parquet
+
+    def full(self, path, *args, **kwargs):
+        if ".rule_results.parquet." in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    full_disk = r"rule_results.parquet: cannot be written \(No space left on device\)"
+    with pytest.raises(OutputError, match=full_disk):
+        run_batch(tonight, out, settings_for(tmp_path / "cache"), transcriber=ScriptedTranscriber(tonight))
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before  # turns.csv and calls.csv were written tonight too, and held back
+    assert not list(out.glob(".*.tmp"))
