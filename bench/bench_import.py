@@ -189,6 +189,11 @@ def main() -> int:
     print(f"import_calls_per_cpu_s={counts['ok'] / cpu_s:.1f} (CPU time of this process; wall time counts "
           f"other load on the core)")
     print(f"import_seconds={run_s:.2f} import_cpu_seconds={cpu_s:.2f}")
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"import_peak_rss_mb={peak_mb:.0f} ({peak_mb / max(counts['ok'], 1) * 1024:.0f} KiB per call; "
+          f"issue 11's target: flat with the number of calls, at most 500 MB)")
     for stage, seconds in summary.run_info["timings_s"].items():
         print(f"import_stage_{stage}_s={seconds:.3f} ({100 * seconds / run_s:.1f}%)")
     print(f"import_vs_pandas_read_csv_ratio={run_s / read_csv_s:.1f} (pandas read_csv {read_csv_s:.3f}s)")
