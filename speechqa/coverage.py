@@ -21,7 +21,7 @@ Prompt echoes
 -------------
 Whisper continues its prompt, and where the audio gives it little to hear it may write the
 prompt itself (请问有什么可以帮您 dozens of times on an English call given a Mandarin prompt).
-A turn is an echo candidate when at least half of its text, and ``ECHO_MIN_CHARS`` characters
+A turn is an echo candidate when at least half of its text, and ``asr.ECHO_MIN_CHARS`` characters
 in a row, come from its channel's prompt or hotwords. A candidate is flagged ``prompt_echo``
 when the audio does not support it:
 
