@@ -90,6 +90,28 @@ def private_dir(path: Path) -> Path:
 
 
 LOCK_NAME = ".speechqa.lock"
+KILL_AT = "SPEECHQA_TEST_KILL_AT"  # fault injection for the kill -9 tests: a stage name
+
+
+def checkpoint(stage: str) -> None:
+    """Where a run may be killed: with ``$SPEECHQA_TEST_KILL_AT`` set to ``stage`` the process
+    kills itself here with SIGKILL, as a power cut or the OOM killer would. The kill -9 tests
+    use it to stop a real run at each stage; it does nothing otherwise."""
+    if os.environ.get(KILL_AT) == stage:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sweep_temp_files(folder: Path) -> int:
+    """Remove the temp files a killed run left in ``folder`` (``.NAME.*.tmp`` from
+    :func:`write_atomic`); only under the run lock, when no other writer can be at work.
+    Returns how many went."""
+    gone = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        gone += 1
+    return gone
 
 
 def _alive(pid: int) -> bool:
@@ -137,6 +159,7 @@ def run_lock(folder: Path) -> Iterator[Path]:
         break
     else:
         raise LockedError(f"{folder}: cannot take the run lock {path}")
+    sweep_temp_files(folder)  # a killed run's half-written files: nobody else writes here now
     try:
         yield path
     finally:

@@ -44,7 +44,7 @@ from speechqa.calls import CallResult, Event, Failure, Recording, Transcript, Tu
 from speechqa.compliance import Scorecard, load_scorecard, score_call, scores_language
 from speechqa.config import AsrSettings, Settings
 from speechqa.errors import AudioError, SpeechQAError
-from speechqa.files import all_or_nothing, run_lock
+from speechqa.files import all_or_nothing, checkpoint, run_lock
 from speechqa.lexicon import Lexicon, lexicon_for
 from speechqa.models import ModelInfo, read_model
 
@@ -147,6 +147,7 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             t0 = time.perf_counter()
             decoded = audio.decode(rec.path)
             timings["decode"] = time.perf_counter() - t0
+            checkpoint("decode")
             stage = "asr"
             s = ctx.settings.asr
             if ctx.transcriber is not None:
@@ -157,6 +158,7 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
                                        ctx.cpu_threads, ctx.workers)
                 transcript = asr.transcribe(model, decoded, sha, s)
             timings["asr"] = transcript.asr_seconds
+            checkpoint("asr")  # transcribed, not yet cached
             asr.save_cached(ctx.cache_dir, key, transcript)
         stage = "turns"
         t0 = time.perf_counter()
@@ -280,6 +282,7 @@ def analyse_turns(
             result = dataclasses.replace(result, compliance=compliance, timings=tuple(timings.items()))
     except Exception as exc:
         return _failure(rec, stage, exc)
+    checkpoint("analysis")
     return result
 
 
@@ -459,6 +462,7 @@ def _finish(
         outputs.write_table(outputs.turns_frame(results), out, "turns")
         outputs.write_table(outputs.words_frame(results), out, "words")
         outputs.write_table(calls_df, out, "calls")
+        checkpoint("tables")  # some tables written to their temp files, none renamed
         outputs.write_table(events_df, out, "events")
         outputs.write_table(rules_df, out, "rule_results")
         outputs.write_table(clips.clips_frame(results, settings.clips), out, "training_clips")
@@ -476,6 +480,7 @@ def _finish(
             # A call without times has turn-index times only: no duration goes into the history.
             history.save_calls(db, night, [dataclasses.replace(r, duration_s=math.nan)
                                            if times.get(r.recording.call_id) == "none" else r for r in results])
+            checkpoint("store")  # the night's calls in the store, its sample not yet
             sampled = qa_sample(db, out, night, settings, calls_df, rules_df, events_df)
 
     stage_totals: dict[str, float] = {}

@@ -4,6 +4,7 @@ the cache and bad input, in seconds and without the model."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from speechqa.pipeline import run_batch
 from tests.conftest import FIXTURE_CALLS, settings_for
@@ -74,3 +75,49 @@ def test_a_full_disk_while_writing_the_tables_leaves_the_last_nights_set_whole(t
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert after == before  # turns.csv and calls.csv were written tonight too, and held back
     assert not list(out.glob(".*.tmp"))
+
+
+def _night(out, cache, db):
+    from speechqa.config import load_settings
+
+    return load_settings(environ={}, overrides={"asr": {"model": "unused"}, "batch": {"cache_dir": str(cache)},
+                                                "store": {"db": str(db)}})
+
+
+@pytest.mark.parametrize("stage", ["decode", "asr", "analysis", "tables", "store"])
+def test_kill_9_at_any_stage_then_a_rerun_gives_the_uninterrupted_tables(tmp_path, stage):
+    import os
+    import subprocess
+    import sys
+
+    from speechqa.files import KILL_AT
+    from tests.conftest import ROOT
+
+    reference = tmp_path / "reference"
+    run_batch(FIXTURE_CALLS, reference, _night(reference, tmp_path / "ref-cache", tmp_path / "ref.db"),
+              transcriber=ScriptedTranscriber(FIXTURE_CALLS))
+    out, cache, db = tmp_path / "out", tmp_path / "cache", tmp_path / "qa.db"
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from pathlib import Path\n"
+              "from speechqa.pipeline import run_batch\n"
+              "from tests.fakes import ScriptedTranscriber\n"
+              "from tests.test_pipeline_fast import _night\n"
+              f"run_batch(Path({str(FIXTURE_CALLS)!r}), Path({str(out)!r}), "
+              f"_night(None, Path({str(cache)!r}), Path({str(db)!r})), "
+              f"transcriber=ScriptedTranscriber(Path({str(FIXTURE_CALLS)!r})))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPEECHQA_")} | {KILL_AT: stage}
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert killed.returncode == -9, killed.stderr[-2000:]  # it really died at that stage
+    assert not (out / "run.json").exists()
+    run_batch(FIXTURE_CALLS, out, _night(out, cache, db), transcriber=ScriptedTranscriber(FIXTURE_CALLS))
+    tables = sorted(p.name for p in reference.iterdir() if p.suffix == ".csv")
+    assert tables == sorted(p.name for p in out.iterdir() if p.suffix == ".csv")
+    for name in tables:
+        if name == "calls.csv":  # byte for byte, but for whether this run found the call's transcript cached
+            ours, theirs = (pd.read_csv(folder / name, dtype=str).drop(columns="cached")
+                            for folder in (out, reference))
+            pd.testing.assert_frame_equal(ours, theirs)
+            continue
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    assert not list(out.glob(".*.tmp"))  # the killed run's temp files were swept
