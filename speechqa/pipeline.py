@@ -230,9 +230,12 @@ def analyse_turns(
 
         stage = "sentiment"
         t0 = time.perf_counter()
-        turns = sentiment.score_turns(turns, sentiment.load_model(settings.sentiment.model))
-        call_sentiment = sentiment.call_sentiment(turns, settings.sentiment)
-        escalations = sentiment.escalations(turns)
+        if not language or language in sentiment.LANGUAGES:
+            turns = sentiment.score_turns(turns, sentiment.load_model(settings.sentiment.model))
+            call_sentiment = sentiment.call_sentiment(turns, settings.sentiment)
+            escalations = sentiment.escalations(turns)
+        else:  # the model and the escalation lexicon are Mandarin: no score beats a wrong one
+            call_sentiment, escalations = sentiment.CallSentiment(), ()
         timings["sentiment"] = time.perf_counter() - t0
 
         stage = "metrics"

@@ -70,6 +70,7 @@ from speechqa.text import CLAUSE_BREAKS, PUNCT_RUN, _replaced, clause_text, is_b
 from speechqa.vocab import Checker, alternation, read_toml
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "sentiment" / "model.json.gz"
+LANGUAGES = frozenset({"zh"})  # what the model and the cue files are written for; other calls get none
 MODEL_FORMAT = "speechqa-sentiment/1"
 
 NEUTRAL = 0.55  # what formulaic agent phrases score: polite, not an opinion

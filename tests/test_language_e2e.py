@@ -58,6 +58,10 @@ def test_a_call_the_scorecard_cannot_score_is_flagged_and_reviewed_not_failed(mi
     rules = pd.read_csv(mixed_night / "rule_results.csv")
     assert set(rules[rules.call_id == "en0001"].outcome) == {"na"}
     assert not math.isnan(calls.loc["c0001", "compliance_score"])
+    # the Mandarin sentiment model and escalation lexicon say nothing of an English call
+    assert pd.isna(en["customer_sentiment_mean"]) and pd.isna(en["agent_sentiment_mean"])
+    assert not en["escalated"]
+    assert not pd.isna(calls.loc["c0001", "agent_sentiment_mean"])
     sample = pd.read_csv(mixed_night / "qa_candidates.csv").set_index("call_id")
     assert sample.loc["en0001", "layer"] == "must_review"
     assert "scorecard does not apply" in sample.loc["en0001", "reasons_en"]
