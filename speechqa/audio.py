@@ -57,6 +57,27 @@ def content_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _Buffer:
+    """Decoded samples, (channels, frames) float32, appended in place; the room doubles when
+    a chunk does not fit (a container that under-states its duration)."""
+
+    def __init__(self, channels: int, frames: int):
+        self.data = np.empty((channels, max(frames, 1)), dtype=np.float32)
+        self.n = 0
+
+    def add(self, chunk: np.ndarray) -> None:
+        end = self.n + chunk.shape[1]
+        if end > self.data.shape[1]:
+            grown = np.empty((self.data.shape[0], max(end, 2 * self.data.shape[1])), dtype=np.float32)
+            grown[:, : self.n] = self.data[:, : self.n]
+            self.data = grown
+        self.data[:, self.n:end] = chunk
+        self.n = end
+
+    def samples(self) -> np.ndarray:
+        return self.data[:, : self.n]
+
+
 def decode(path: Path, sample_rate: int = MODEL_RATE) -> Audio:
     """Decode every channel of the first audio stream, resampled to ``sample_rate``.
 
@@ -83,20 +104,23 @@ def decode(path: Path, sample_rate: int = MODEL_RATE) -> Audio:
             source_rate = stream.codec_context.sample_rate or 0
             codec = stream.codec_context.name
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
-            chunks: list[np.ndarray] = []
+            # filled in place, sized from the container's duration: a long recording is never
+            # held twice, as a list of chunks and their concatenation
+            expected = (container.duration or 0) / 1_000_000 * sample_rate
+            buffer = _Buffer(n_channels, int(expected) + sample_rate)
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler ignore broken timestamps
-                chunks.extend(r.to_ndarray() for r in resampler.resample(frame))
-            chunks.extend(r.to_ndarray() for r in resampler.resample(None))
+                for r in resampler.resample(frame):
+                    buffer.add(r.to_ndarray())
+            for r in resampler.resample(None):
+                buffer.add(r.to_ndarray())
     except AudioError:
         raise
     except av.error.FFmpegError as exc:
         raise AudioError(f"{path}: corrupt or unsupported audio ({exc.strerror or exc})") from None
     except (OSError, ValueError) as exc:
         raise AudioError(f"{path}: cannot be decoded ({exc})") from None
-    if not chunks:
-        raise AudioError(f"{path}: no audio samples could be decoded")
-    samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    samples = buffer.samples()
     if samples.shape[1] == 0:
         raise AudioError(f"{path}: no audio samples could be decoded")
     return Audio(samples=samples, sample_rate=sample_rate, source_rate=source_rate, codec=codec)
@@ -115,14 +139,21 @@ SILENT_DBFS = -60.0  # frames below this are never active, however clean the lin
 HEADROOM_DB = 30.0  # ...and frames this far below the channel's speech level are not either
 
 
+LEVEL_BLOCK = 1 << 20  # samples converted to float64 at a time
+
+
 def frame_levels(samples: np.ndarray, sample_rate: int, frame_s: float = FRAME_S) -> np.ndarray:
     """RMS level of each frame of one channel, in dBFS."""
     hop = max(1, int(round(sample_rate * frame_s)))
     n = len(samples) // hop
     if n == 0:
         return np.full(1, -120.0)
-    frames = np.asarray(samples[: n * hop], dtype=np.float64).reshape(n, hop)
-    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    rms = np.empty(n)
+    step = max(1, LEVEL_BLOCK // hop)  # frames per block: a long call is never copied whole to float64
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        frames = np.asarray(samples[lo * hop: hi * hop], dtype=np.float64).reshape(hi - lo, hop)
+        rms[lo:hi] = np.sqrt(np.mean(frames * frames, axis=1))
     return 20.0 * np.log10(np.maximum(rms, 1e-6))
 
 

@@ -98,3 +98,23 @@ def test_content_hash_follows_bytes_not_name(tmp_path):
     assert content_sha256(a) == content_sha256(b)
     b.write_bytes(b"diff")
     assert content_sha256(a) != content_sha256(b)
+
+
+def test_decoded_samples_grow_in_place_when_the_container_under_states_its_length():
+    from speechqa.audio import _Buffer
+
+    buf = _Buffer(2, 3)  # room for 3 frames, then 5 arrive
+    buf.add(np.ones((2, 2), dtype=np.float32))
+    buf.add(np.full((2, 3), 2.0, dtype=np.float32))
+    assert buf.samples().tolist() == [[1, 1, 2, 2, 2], [1, 1, 2, 2, 2]]
+
+
+def test_levels_of_a_long_channel_are_computed_in_blocks_with_the_same_result():
+    from speechqa import audio
+
+    x = np.random.default_rng(5).normal(0, 0.1, 8000 * 700 + 13).astype(np.float32)  # > LEVEL_BLOCK
+    hop = 160
+    n = len(x) // hop
+    whole = np.asarray(x[: n * hop], dtype=np.float64).reshape(n, hop)
+    expected = 20.0 * np.log10(np.maximum(np.sqrt(np.mean(whole * whole, axis=1)), 1e-6))
+    assert np.array_equal(audio.frame_levels(x, 8000), expected)
