@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/bench_pii.py
 	$(BIN)/python bench/bench_asr.py
 	$(BIN)/python bench/bench_real.py --sets real_tune,real_report,dev
+	$(BIN)/python bench/bench_long.py --hours 3
 
 clean:
 	rm -rf out .pytest_cache
