@@ -207,20 +207,11 @@ class Settings:
         """The settings as plain data, for run.json: a database password never appears."""
         data = dataclasses.asdict(self)
         data.pop("source")
-        data["store"]["db"] = without_password(data["store"]["db"])
+        if "://" in data["store"]["db"]:  # a database URL: SQLAlchemy renders it with *** for a password
+            from speechqa.store import describe_url
+
+            data["store"]["db"] = describe_url(data["store"]["db"])
         return data
-
-
-def without_password(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (postgresql://qa:***@host/db)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 _SECTIONS = tuple(f.name for f in fields(Settings) if f.name != "source")

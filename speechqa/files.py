@@ -10,37 +10,47 @@ import contextlib
 import contextvars
 import json
 import os
+import secrets
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it is to set it; put it straight back
-    os.umask(mask)
-    return mask
+def _temp_beside(path: Path, mode: int) -> Path:
+    """A new, empty temp file in ``path``'s folder, made with ``mode``: the kernel takes the
+    umask off, as for any file ``open`` makes (mkstemp's fixed 0600 would shut the rest of a QA
+    team's share out of the night's tables; reading the umask means setting it, which races
+    with the worker threads' own writes)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{path.parent}: no free temp file name for {path.name}")
 
 
-_STAGED: contextvars.ContextVar[list[tuple[str, Path]] | None] = contextvars.ContextVar("staged", default=None)
+_STAGED: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("staged", default=None)
 
 
 def write_atomic(path: Path, write: Callable[[Path], Any], mode: int = 0o666) -> None:
     """Call ``write(tmp_path)``, fsync the result, then rename it to ``path``. The file gets
-    ``mode`` less the umask, as ``open`` would give it (mkstemp's 0600 would shut the rest of
-    a QA team's share out of the night's tables). Inside :func:`all_or_nothing` the rename
+    ``mode`` less the umask, as ``open`` would give it. Inside :func:`all_or_nothing` the rename
     waits for the others. A write that fails (a full disk) raises OutputError naming the file,
     and leaves the file it would have replaced as it was."""
     from speechqa.errors import OutputError
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        os.chmod(tmp, mode & ~_umask())
+        tmp = _temp_beside(path, mode)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); the files there "
+                          "are left as they were") from exc
+    try:
         write(Path(tmp))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -62,7 +72,7 @@ def all_or_nothing() -> Iterator[None]:
     """Every :func:`write_atomic` inside goes to its temp file, and all are renamed into place
     together at the end, in the order written: a failure on any of them (a full disk half way
     through the night's tables) leaves every earlier file as it was, not a mix of two runs."""
-    staged: list[tuple[str, Path]] = []
+    staged: list[tuple[Path, Path]] = []
     token = _STAGED.set(staged)
     try:
         yield
