@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_asr import DEV, naive_model  # noqa: E402
 
 from speechqa import coverage  # noqa: E402
-from speechqa.audio import decode  # noqa: E402
+from speechqa.audio import decode, frame_levels  # noqa: E402
 from speechqa.calls import Turn, Word  # noqa: E402
 from speechqa.config import load_settings  # noqa: E402
 from speechqa.evaluation import cer, wer  # noqa: E402
@@ -92,7 +92,7 @@ def naive_side(rows: list[dict], model_dir: str) -> tuple[dict[str, str], dict[s
         # coverage from the segments' spans (the naive loop asks for no word timestamps)
         turns = [Turn("n", f"n-{i}", "unknown", 0, s.start, s.end, s.text, 0.0, 0.0, 0.0,
                       words=(Word(s.start, s.end, s.text, 1.0),)) for i, s in enumerate(segments)]
-        speech = coverage.channel_speech([samples], 16000, turns)
+        speech = coverage.channel_speech([frame_levels(samples, 16000)], turns)
         covered[r["file"]] = coverage.coverage(turns, speech)["coverage"]
     return texts, covered, time.perf_counter() - t0
 

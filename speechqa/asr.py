@@ -30,12 +30,11 @@ import numpy as np
 from speechqa.audio import (
     SKIPPED_MIN_S,
     Audio,
-    active_threshold,
+    activity,
     frame_levels,
     frames_of,
     runs_from_mask,
     sounds_like_talk,
-    talking_level,
     words_mask,
 )
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
@@ -315,22 +314,21 @@ def untranscribed_speech(
     sometimes stops early and drops a whole utterance (an agent's 请您稍等 or 再见), or writes
     a few words (or its prompt) for a long one.
     """
-    levels = frame_levels(samples, sample_rate)
     spans = [(w.start, w.end) for s in segments for w in s.words] or [(s.start, s.end) for s in segments]
     if not spans:
         return []
-    talking = talking_level(levels, spans)
-    covered = words_mask(spans, len(levels))
+    act = activity(frame_levels(samples, sample_rate), spans)
+    covered = words_mask(spans, len(act.levels))
     found = []
-    for run in runs_from_mask(levels > active_threshold(levels, talking)):
+    for run in act.runs:
         part = frames_of(run)
         if not covered[part].any():
-            if sounds_like_talk(levels, run, talking):
+            if sounds_like_talk(act.levels, run, act.talking):
                 found.append(run)
             continue
         for lo, hi in runs_from_mask(~covered[part], fill_gap_s=0.0, min_run_s=SKIPPED_MIN_S):
             stretch = (round(run[0] + lo, 3), round(min(run[1], run[0] + hi), 3))
-            if sounds_like_talk(levels, stretch, talking):
+            if sounds_like_talk(act.levels, stretch, act.talking):
                 found.append(stretch)
     return found
 

@@ -200,6 +200,27 @@ def talking_level(levels: np.ndarray, spans: Sequence[tuple[float, float]]) -> f
     return float(np.percentile(frames if frames.size else levels, 90))
 
 
+@dataclass(frozen=True, eq=False)
+class Activity:
+    """One channel's speech by energy: its frame levels, its talking level (taken where
+    someone is known to talk), the level above which a frame is active, and the runs of
+    active frames (short gaps bridged, blips dropped). The ASR gap fill, coverage and the
+    metrics each read it their own way."""
+
+    levels: np.ndarray
+    talking: float
+    threshold: float
+    runs: list[tuple[float, float]]
+
+
+def activity(levels: np.ndarray, spans: Sequence[tuple[float, float]]) -> Activity:
+    """The :class:`Activity` of a channel whose :func:`frame_levels` are ``levels``, ``spans``
+    being where someone is known to talk there (words or turns; none: the whole channel)."""
+    talking = talking_level(levels, spans)
+    threshold = active_threshold(levels, talking)
+    return Activity(levels, talking, threshold, runs_from_mask(levels > threshold))
+
+
 def span_mask(spans: Sequence[tuple[float, float]], n: int) -> np.ndarray:
     """The frames (of ``n``) that some span covers."""
     mask = np.zeros(n, dtype=bool)

@@ -51,13 +51,11 @@ from speechqa.asr import UNIT, fits_language, prompt_fragment
 from speechqa.audio import (
     FRAME_S,
     SKIPPED_WITHIN_DB,
-    active_threshold,
-    frame_levels,
+    Activity,
+    activity,
     frames_of,
-    runs_from_mask,
     sounds_like_talk,
     span_mask,
-    talking_level,
     words_mask,
 )
 from speechqa.calls import Turn
@@ -71,39 +69,38 @@ ECHO_HEARD = 0.5  # ... less than this share has words says more than a prompt f
 
 @dataclass(frozen=True, eq=False)
 class ChannelSpeech:
-    """One channel's speech by energy: frame levels, the active threshold, the talking level,
-    and which frames are detected speech."""
+    """One channel's detected speech: its energy activity (audio.Activity), which frames are
+    speech, and the runs of speech (seconds)."""
 
-    levels: np.ndarray
-    threshold: float
-    talking: float
+    activity: Activity
     speech: np.ndarray  # bool per frame
-    runs: tuple[tuple[float, float], ...] = ()  # the runs of speech (seconds)
+    runs: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def levels(self) -> np.ndarray:
+        return self.activity.levels
 
 
 def _word_spans(turns: Sequence[Turn]) -> list[tuple[float, float]]:
     return [(w.start, w.end) for t in turns for w in t.words] or [(t.start, t.end) for t in turns]
 
 
-def channel_speech(channels: Sequence[np.ndarray], sample_rate: int,
-                   turns: Sequence[Turn]) -> dict[int, ChannelSpeech]:
-    """Each channel's detected speech (see the module docstring)."""
+def channel_speech(levels: Sequence[np.ndarray], turns: Sequence[Turn]) -> dict[int, ChannelSpeech]:
+    """Each channel's detected speech (see the module docstring), from its frame levels."""
     out: dict[int, ChannelSpeech] = {}
-    for ch, samples in enumerate(channels):
-        levels = frame_levels(samples, sample_rate)
+    for ch, lv in enumerate(levels):
         spans = _word_spans([t for t in turns if t.channel == ch])
-        talking = talking_level(levels, spans)
-        threshold = active_threshold(levels, talking)
-        active = levels > threshold
-        worded = span_mask(spans, len(levels))
-        speech = np.zeros(len(levels), dtype=bool)
+        act = activity(lv, spans)
+        active = lv > act.threshold
+        worded = span_mask(spans, len(lv))
+        speech = np.zeros(len(lv), dtype=bool)
         runs = []
-        for run in runs_from_mask(active):
+        for run in act.runs:
             part = frames_of(run)
-            if worded[part].any() or sounds_like_talk(levels, run, talking):
+            if worded[part].any() or sounds_like_talk(lv, run, act.talking):
                 speech[part] = active[part]
                 runs.append(run)
-        out[ch] = ChannelSpeech(levels, threshold, talking, speech, tuple(runs))
+        out[ch] = ChannelSpeech(act, speech, tuple(runs))
     return out
 
 
@@ -152,9 +149,9 @@ def _unsupported(turn: Turn, s: ChannelSpeech | None, worded: np.ndarray | None)
     frames = s.levels[frames_of((turn.start, turn.end))]
     if frames.size == 0:
         return True
-    if float(np.percentile(frames, 90)) < s.talking - SKIPPED_WITHIN_DB:
+    if float(np.percentile(frames, 90)) < s.activity.talking - SKIPPED_WITHIN_DB:
         return True
-    active_s = float((frames > s.threshold).sum()) * FRAME_S
+    active_s = float((frames > s.activity.threshold).sum()) * FRAME_S
     if len(UNIT.findall(turn.text)) / max(active_s, FRAME_S) > ECHO_MAX_RATE:
         return True
     around = [frames_of(r) for r in s.runs if r[0] < turn.end and r[1] > turn.start]

@@ -46,12 +46,10 @@ import numpy as np
 
 from speechqa import text
 from speechqa.audio import (  # the energy detector lives with the audio; metrics reads it
-    active_threshold,
+    activity,
     frame_levels,
     frames_of,
-    runs_from_mask,
     sounds_like_talk,
-    talking_level,
 )
 from speechqa.calls import Event, Turn
 from speechqa.config import MetricsSettings
@@ -109,10 +107,12 @@ class Run:
     turn_index: int
 
 
-def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None,
-                sample_rate: int) -> tuple[list[Run], dict[int, np.ndarray], dict[int, float]]:
+def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None, sample_rate: int,
+                channel_levels: Sequence[np.ndarray] | None = None,
+                ) -> tuple[list[Run], dict[int, np.ndarray], dict[int, float]]:
     """Speech runs of the call (see the module docstring), with each channel's frame levels
-    and activity threshold for the loudness measures."""
+    and activity threshold for the loudness measures. ``channel_levels``: the channels'
+    frame levels when the caller has them already (audio.frame_levels of ``channels``)."""
     levels: dict[int, np.ndarray] = {}
     thresholds: dict[int, float] = {}
     runs: list[Run] = []
@@ -123,13 +123,13 @@ def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None,
     for i, t in enumerate(turns):
         by_channel.setdefault(t.channel, []).append(i)
     for ch, samples in enumerate(channels):
-        levels[ch] = lv = frame_levels(samples, sample_rate)
+        levels[ch] = lv = frame_levels(samples, sample_rate) if channel_levels is None else channel_levels[ch]
         owners = by_channel.get(ch, [])
-        talking = talking_level(lv, [(turns[i].start, turns[i].end) for i in owners])
-        thresholds[ch] = thr = active_threshold(lv, talking)
+        act = activity(lv, [(turns[i].start, turns[i].end) for i in owners])
+        thresholds[ch], talking = act.threshold, act.talking
         if not owners:
             continue
-        for span in runs_from_mask(lv > thr):
+        for span in act.runs:
             best, best_overlap = -1, 0.0
             for i in owners:
                 t = turns[i]
@@ -228,16 +228,19 @@ def analyse(
     duration_s: float,
     settings: MetricsSettings,
     muted: Sequence[Span] = (),
+    levels: Sequence[np.ndarray] | None = None,
 ) -> tuple[tuple[Turn, ...], Metrics, tuple[Event, ...]]:
     """The metrics stage for one call.
 
     ``channels`` are the decoded channels (None: use turn spans only); ``muted`` are spans
-    that hold speech even if it was masked (redactions). Returns the turns with loudness,
-    the call's metrics as (name, value) pairs, and its silence/hold/overlap events.
+    that hold speech even if it was masked (redactions); ``levels``, their frame levels when
+    already measured (the coverage stage does). Returns the turns with loudness, the call's
+    metrics as (name, value) pairs, and its silence/hold/overlap events.
     """
     call_id = turns[0].call_id if turns else ""
-    runs, levels, thresholds = speech_runs(turns, channels, sample_rate)
-    turns = turn_loudness(turns, levels, thresholds, settings.shout_db) if levels else tuple(turns)
+    runs, levels_by_channel, thresholds = speech_runs(turns, channels, sample_rate, levels)
+    if levels_by_channel:
+        turns = turn_loudness(turns, levels_by_channel, thresholds, settings.shout_db)
     events = silences(runs, muted, call_id, settings) + overlaps(runs, turns, call_id, settings)
     events.sort(key=lambda e: (e.start, e.type))
 

@@ -213,11 +213,13 @@ def analyse_turns(
     stage = "coverage"
     try:
         samples: list[Any] | None = None
+        levels: list[Any] = []
         covered: dict[str, float | int | None] = dict.fromkeys(metrics.COVERAGE_METRICS)
         if audio_fn is not None:
             t0 = time.perf_counter()
             samples, rate = audio_fn()
-            speech = coverage.channel_speech(samples, rate, turns)
+            levels = [audio.frame_levels(ch, rate) for ch in samples]  # once: coverage and metrics read them
+            speech = coverage.channel_speech(levels, turns)
             turns = coverage.flag_echoes(turns, prompts or {}, speech)
             covered |= coverage.coverage(turns, speech)
             covered["n_prompt_echo_turns"] = sum("prompt_echo" in t.flags for t in turns)
@@ -243,7 +245,7 @@ def analyse_turns(
         muted = [(e.start, e.end) for e in redactions]
         if samples is not None:
             turns, call_metrics, metric_events = metrics.analyse(
-                turns, samples, rate, duration_s, settings.metrics, muted=muted)
+                turns, samples, rate, duration_s, settings.metrics, muted=muted, levels=levels)
         else:
             from speechqa.transcripts import metrics_without_audio
 

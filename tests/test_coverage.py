@@ -11,7 +11,7 @@ import tomllib
 
 import pytest
 
-from speechqa import asr, coverage, sampling
+from speechqa import asr, audio, coverage, sampling
 from speechqa.calls import Word
 from speechqa.compliance import score_call
 from speechqa.compliance.schema import parse_scorecard
@@ -23,6 +23,11 @@ from tests.test_compliance import call
 from tests.test_metrics import line
 
 RATE = 8000
+
+
+def speech_of(channels, turns):
+    """coverage.channel_speech of some channels' samples (the pipeline measures their levels once)."""
+    return coverage.channel_speech([audio.frame_levels(ch, RATE) for ch in channels], turns)
 ZH_PROMPT = asr.load_prompts()["zh"].prompt
 
 
@@ -116,7 +121,7 @@ def test_coverage_is_the_share_of_detected_speech_with_words():
     customer_line = line(30.0, [(6.0, 9.0), (16.0, 26.0)])  # 13 s, of which 10 s have no words
     turns = [worded(1.0, 5.0, "您好请问有什么可以帮您"), worded(10.0, 14.0, "好的我帮您查一下", index=2),
              worded(6.0, 9.0, "我想查话费", role="customer")]
-    speech = coverage.channel_speech([agent_line, customer_line], RATE, turns)
+    speech = speech_of([agent_line, customer_line], turns)
     found = coverage.coverage(turns, speech)
     assert found["coverage_agent"] == pytest.approx(1.0, abs=0.03)
     assert found["coverage_customer"] == pytest.approx(3 / 13, abs=0.05)
@@ -124,13 +129,13 @@ def test_coverage_is_the_share_of_detected_speech_with_words():
     assert coverage.low_coverage(found, 0.8) and not coverage.low_coverage({"coverage_agent": 0.9}, 0.8)
     # a click or a cough with no words is not speech Whisper missed
     clicks = line(30.0, [(1.0, 5.0), (20.0, 20.1)])
-    quiet = coverage.coverage(turns[:1], coverage.channel_speech([clicks], RATE, turns[:1]))
+    quiet = coverage.coverage(turns[:1], speech_of([clicks], turns[:1]))
     assert quiet["coverage"] == pytest.approx(1.0, abs=0.03)
 
 
 def test_too_little_speech_has_no_coverage_figure():
     turns = [worded(1.0, 2.0, "喂")]
-    found = coverage.coverage(turns, coverage.channel_speech([line(10.0, [(1.0, 2.0)])], RATE, turns))
+    found = coverage.coverage(turns, speech_of([line(10.0, [(1.0, 2.0)])], turns))
     assert found["coverage"] is None and not coverage.low_coverage(found, 0.8)
 
 
@@ -152,7 +157,7 @@ def test_an_echo_over_silence_or_in_the_wrong_script_is_flagged_and_real_speech_
         worded(10.0, 13.0, "请问有什么可以帮您", index=2),  # over silence
         worded(20.0, 21.0, "请问有什么可以帮您？好的，我帮您查一下。", index=3),  # 16 characters in 1 s
     )
-    speech = coverage.channel_speech([agent_line], RATE, turns)
+    speech = speech_of([agent_line], turns)
     flagged = coverage.flag_echoes(turns, {0: ("zh", ZH_PROMPT)}, speech)
     assert ["prompt_echo" in t.flags for t in flagged] == [False, True, True]
     # an English channel primed with nothing has no prompt to echo; one primed in Chinese does
@@ -164,10 +169,10 @@ def test_an_echo_over_silence_or_in_the_wrong_script_is_flagged_and_real_speech_
 def test_the_prompt_written_for_a_long_utterance_is_an_echo():
     reading = line(20.0, [(2.0, 14.0)])  # 12 s of speech, and only the prompt's 1.5 s of words
     echo = (worded(2.0, 3.5, "请问有什么可以帮您"),)
-    flagged = coverage.flag_echoes(echo, {0: ("zh", ZH_PROMPT)}, coverage.channel_speech([reading], RATE, echo))
+    flagged = coverage.flag_echoes(echo, {0: ("zh", ZH_PROMPT)}, speech_of([reading], echo))
     assert "prompt_echo" in flagged[0].flags
     said = (worded(2.0, 14.0, "请问有什么可以帮您"),)  # the words fill the utterance: said slowly, kept
-    kept = coverage.flag_echoes(said, {0: ("zh", ZH_PROMPT)}, coverage.channel_speech([reading], RATE, said))
+    kept = coverage.flag_echoes(said, {0: ("zh", ZH_PROMPT)}, speech_of([reading], said))
     assert kept == said
 
 
@@ -175,10 +180,10 @@ def test_the_same_fragment_again_and_again_is_a_loop_but_the_first_said_one_stan
     spans = [(1.0 + 5 * k, 3.5 + 5 * k) for k in range(4)]
     ch = line(30.0, spans)
     turns = tuple(worded(s, e, "请问有什么可以帮您", index=k + 1) for k, (s, e) in enumerate(spans))
-    flagged = coverage.flag_echoes(turns, {0: ("zh", ZH_PROMPT)}, coverage.channel_speech([ch], RATE, turns))
+    flagged = coverage.flag_echoes(turns, {0: ("zh", ZH_PROMPT)}, speech_of([ch], turns))
     assert ["prompt_echo" in t.flags for t in flagged] == [False, True, True, True]
     two = coverage.flag_echoes(turns[:2], {0: ("zh", ZH_PROMPT)},
-                               coverage.channel_speech([ch], RATE, turns[:2]))
+                               speech_of([ch], turns[:2]))
     assert not any("prompt_echo" in t.flags for t in two)  # said twice is still speech
 
 
@@ -252,5 +257,5 @@ def test_a_call_with_no_words_is_not_scored_and_has_no_coverage_figure():
     assert math.isnan(c.score) and {r.outcome for r in c.results} == {"na"}
     assert "no words were transcribed" in c.results[0].reason
     tone = line(10.0, [(1.0, 9.0)])  # hold music: loud, long, and nobody's words
-    found = coverage.coverage((), coverage.channel_speech([tone], RATE, ()))
+    found = coverage.coverage((), speech_of([tone], ()))
     assert found == {"coverage": None, "coverage_agent": None, "coverage_customer": None}
