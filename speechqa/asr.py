@@ -38,11 +38,11 @@ from speechqa.audio import (
     words_mask,
 )
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
-from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings
+from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings, whisper_languages
 from speechqa.errors import ModelError
 from speechqa.files import private_dir, write_text_atomic
 from speechqa.lexicon import LEXICON_LANGUAGES, Lexicon, apply_corrections, find_corrections
-from speechqa.text import loop_pattern, repair_slips
+from speechqa.text import loop_pattern, repair_slips, squash
 
 # Bump when the cached JSON layout or what we ask Whisper for changes.
 CACHE_FORMAT = 3  # 3: gap fill inside partly transcribed speech, prompt echoes replaced
@@ -120,21 +120,24 @@ class Prompt:
     prompt: str = ""
     hotwords: str = ""
 
+    @property
+    def text(self) -> str:
+        """Everything Whisper is primed with, as one text: what an echo would repeat."""
+        return f"{self.prompt} {self.hotwords}".strip()
+
 
 @lru_cache(maxsize=8)
 def load_prompts(path: str = "") -> dict[str, Prompt]:
     """The per-language prompt table at ``path`` (empty: speechqa/data/asr_prompts_zh.toml),
     validated: a table per Whisper language code, each with ``prompt`` and ``hotwords``
     strings, written in that language's script. Raises ConfigError naming the file and key."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
     from speechqa.vocab import Checker, read_toml
 
     data, source = read_toml(path, PROMPTS_FILE, "[asr] prompts_file")
     c = Checker(source)
     table: dict[str, Prompt] = {}
     for language, entry in data.items():
-        if language not in _LANGUAGE_CODES:
+        if language not in whisper_languages():
             raise c.fail(f"[{language}]", "not a Whisper language code (zh, en, yue, ...)")
         entry = c.table(entry, f"[{language}]", ("prompt", "hotwords"), ("prompt",))
         texts = {}
@@ -172,18 +175,13 @@ def prompt_for(settings: AsrSettings, language: str) -> Prompt:
 
 ECHO_MIN_CHARS = 4  # characters in a row from the prompt that make a text an echo candidate
 ECHO_SHARE = 0.5  # ... and the share of the text they must be
-UNIT = re.compile(r"[\u3400-\u9fff\u3040-\u30ff\uac00-\ud7af]|[A-Za-z0-9]+")  # a character, or a Latin word
-
-
-def _compact(text: str) -> str:
-    return "".join(m.group(0).lower() for m in UNIT.finditer(text))
 
 
 def prompt_fragment(text: str, prompt: str) -> str:
     """The longest run of ``text``'s characters (letters and digits only) that comes from
     ``prompt``, when it makes ``text`` an echo candidate: at least ``ECHO_MIN_CHARS`` in a row
     and ``ECHO_SHARE`` of the text (speechqa/coverage.py); else empty."""
-    mine, theirs = _compact(text), _compact(prompt)
+    mine, theirs = squash(text), squash(prompt)  # text.squash: folded letters and digits only
     if not mine or not theirs:
         return ""
     m = SequenceMatcher(None, mine, theirs, autojunk=False).find_longest_match(0, len(mine), 0, len(theirs))
@@ -278,7 +276,7 @@ def transcribe_channel(model, samples: np.ndarray, channel: int, settings: AsrSe
         )
     out = [_segment(s) for s in segments]
     if settings.fill_gaps:
-        out = _fill_gaps(model, samples, out, settings, language, f"{primed.prompt} {primed.hotwords}".strip())
+        out = _fill_gaps(model, samples, out, settings, language, primed.text)
     return ChannelTranscript(channel=channel, segments=tuple(out), language=language,
                              language_probability=probability)
 
@@ -486,25 +484,18 @@ def convert_script(text: str, script: str) -> str:
     return _mainland_zhang(converted) if script == "simplified" else converted
 
 
-def _squash(text: str) -> str:
-    """Folded letters and digits only (text.squash), for junk-phrase comparison."""
-    from speechqa.text import squash
-
-    return squash(text)
-
-
 def guard_flags(text: str, avg_logprob: float, no_speech_prob: float, compression_ratio: float,
                 guards: GuardSettings) -> tuple[str, ...]:
     """Why a turn looks like a hallucination; empty when it does not."""
     flags = []
-    squashed = _squash(text)
+    squashed = squash(text)
     if squashed and loop_pattern(guards.repeat_min).search(squashed):
         flags.append("repetition")
     if compression_ratio > guards.compression_ratio_max:
         flags.append("high_compression")
     if no_speech_prob > guards.no_speech_prob_min and avg_logprob < guards.no_speech_logprob_max:
         flags.append("no_speech")
-    if any(_squash(p) and _squash(p) in squashed for p in guards.junk_phrases):
+    if any(squash(p) and squash(p) in squashed for p in guards.junk_phrases):
         flags.append("junk_phrase")
     return tuple(flags)
 
@@ -568,7 +559,7 @@ _agent_cues_site: dict[str, str] = {}  # the run's [channels] agent_cues_file, s
 
 @lru_cache(maxsize=8)
 def _load_agent_cues(path: str) -> AgentCues:
-    from speechqa.vocab import Checker, read_toml
+    from speechqa.vocab import Checker, any_of, read_toml
 
     data, source = read_toml(path, AGENT_CUES_FILE, "[channels] agent_cues_file")
     c = Checker(source)
@@ -580,12 +571,8 @@ def _load_agent_cues(path: str) -> AgentCues:
     if "customer" in data:
         ctable = c.table(data["customer"], "[customer]", ("patterns",), ("patterns",))
         cpatterns = c.strings(ctable["patterns"], "[customer]", "patterns", regex=True)
-        customer = _any_of(cpatterns)
-    return AgentCues(source, _any_of(patterns), polite, customer)
-
-
-def _any_of(patterns: Sequence[str]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in patterns))
+        customer = re.compile(any_of(cpatterns))
+    return AgentCues(source, re.compile(any_of(patterns)), polite, customer)
 
 
 def load_agent_cues(path: str = "") -> AgentCues:

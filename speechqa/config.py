@@ -295,7 +295,8 @@ def _is_date(text: str) -> bool:
     return True
 
 
-def _whisper_languages() -> frozenset[str]:
+def whisper_languages() -> frozenset[str]:
+    """The language codes Whisper knows (faster-whisper's table)."""
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
     return frozenset(_LANGUAGE_CODES)
@@ -322,9 +323,9 @@ def validate(settings: Settings) -> Settings:
         (a.workers >= 0, "[asr] workers must be >= 0"),
         (a.batch_size >= 0, "[asr] batch_size must be >= 0"),
         (1 <= a.chunk_s <= 30, "[asr] chunk_s must be between 1 and 30"),
-        (a.language == "auto" or a.language in _whisper_languages(),
+        (a.language == "auto" or a.language in whisper_languages(),
          f"[asr] language must be auto or a Whisper language code such as zh or en, got {a.language!r}"),
-        (all(lang in _whisper_languages() for lang in a.languages),
+        (all(lang in whisper_languages() for lang in a.languages),
          f"[asr] languages must be Whisper language codes such as zh or en, got {list(a.languages)}"),
         (t.gap_s > 0, "[turns] gap_s must be > 0"),
         (t.max_s > t.gap_s, "[turns] max_s must be > gap_s"),

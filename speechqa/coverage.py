@@ -42,12 +42,13 @@ compliance evidence, and sentiment and escalations do not read it (``calls.is_un
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from speechqa.asr import UNIT, fits_language, prompt_fragment
+from speechqa.asr import fits_language, prompt_fragment
 from speechqa.audio import (
     FRAME_S,
     SKIPPED_WITHIN_DB,
@@ -65,6 +66,7 @@ ECHO_MAX_RATE = 10.0  # characters (Han, or Latin words) per second of speech no
 ECHO_REPEATS = 3  # the same prompt fragment in this many turns of a channel is a loop, not speech
 ECHO_LONG_S = 3.0  # an utterance this long of which ...
 ECHO_HEARD = 0.5  # ... less than this share has words says more than a prompt fragment
+UNIT = re.compile(r"[\u3400-\u9fff\u3040-\u30ff\uac00-\ud7af]|[A-Za-z0-9]+")  # a character, or a Latin word
 
 
 @dataclass(frozen=True, eq=False)

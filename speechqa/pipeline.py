@@ -175,7 +175,7 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
     primed = {}
     for ch in transcript.channels:  # what Whisper was primed with on each channel
         p = asr.prompt_for(ctx.settings.asr, ch.language or transcript.language)
-        primed[ch.channel] = (p.language, f"{p.prompt} {p.hotwords}".strip())
+        primed[ch.channel] = (p.language, p.text)
     return analyse_turns(rec, turns, ctx, duration_s=transcript.duration_s, n_channels=transcript.n_channels,
                          audio_fn=levels, asr_seconds=transcript.asr_seconds, cached=cached,
                          audio_sha256=sha, timings=timings, language=transcript.language, prompts=primed)

@@ -67,7 +67,7 @@ from speechqa.phonetic import (
     syllable_positions,
 )
 from speechqa.text import CLAUSE_BREAKS, PUNCT_RUN, _replaced, clause_text, is_backchannel, is_common_word
-from speechqa.vocab import Checker, alternation, read_toml
+from speechqa.vocab import Checker, alternation, any_of, read_toml
 
 MODEL_PATH = Path(__file__).resolve().parent / "data" / "sentiment" / "model.json.gz"
 LANGUAGES = frozenset({"zh"})  # what the model and the cue files are written for; other calls get none
@@ -221,7 +221,7 @@ def _cue_regex(vocab: Vocabulary) -> re.Pattern[str]:
 
 @lru_cache(maxsize=8)
 def _formula_regex(vocab: Vocabulary) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{alt})" for alt in vocab.cues.formulas))
+    return re.compile(any_of(vocab.cues.formulas))
 
 
 # Sentiment's text form is text.clause_text: folded, clause breaks kept. The model was trained

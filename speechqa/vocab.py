@@ -67,6 +67,11 @@ def read_lists(path: str, shipped: str, setting: str, keys: Sequence[str]) -> di
     return {key: c.strings(data[key], "", key) for key in keys}
 
 
+def any_of(patterns: Iterable[str]) -> str:
+    """A regex that matches any of ``patterns`` (regular expressions, each kept whole)."""
+    return "|".join(f"(?:{p})" for p in patterns)
+
+
 def alternation(words: Iterable[str]) -> str:
     """A regex that matches any of ``words`` as written, the longest first (a word wins over
     the shorter words it starts with); one that never matches when there are none."""

@@ -277,4 +277,4 @@ def test_shared_normalisation_primitives():
     from speechqa.evaluation import normalize_for_cer
 
     assert normalize_for_cer("歡迎致電，ＡＢＣ Hello！") == "欢迎致电abchello"
-    assert asr._squash("Thank you for watching!") == "thankyouforwatching"
+    assert asr.squash("Thank you for watching!") == "thankyouforwatching"
