@@ -41,6 +41,16 @@ def write_atomic(path: Path, write: Callable[[Path], Any], mode: int = 0o666) ->
     ``mode`` less the umask, as ``open`` would give it. Inside :func:`all_or_nothing` the rename
     waits for the others. A write that fails (a full disk) raises OutputError naming the file,
     and leaves the file it would have replaced as it was."""
+    with staged(path, mode) as tmp:
+        write(tmp)
+
+
+@contextlib.contextmanager
+def staged(path: Path, mode: int = 0o666) -> Iterator[Path]:
+    """:func:`write_atomic` for a writer that fills its file over time (the night's tables,
+    appended part by part): the body writes the temp path it is given; on leaving, the file
+    is flushed and renamed to ``path`` (or staged, inside :func:`all_or_nothing`); on an error
+    it is removed and the old ``path`` stays as it was."""
     from speechqa.errors import OutputError
 
     path = Path(path)
@@ -51,16 +61,16 @@ def write_atomic(path: Path, write: Callable[[Path], Any], mode: int = 0o666) ->
         raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); the files there "
                           "are left as they were") from exc
     try:
-        write(Path(tmp))
+        yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        staged = _STAGED.get()
-        if staged is None:
+        pending = _STAGED.get()
+        if pending is None:
             os.replace(tmp, path)
         else:
-            staged.append((tmp, path))
+            pending.append((tmp, path))
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise OutputError(f"{path}: cannot be written ({exc.strerror or exc}); the files there "
                               "are left as they were") from exc
@@ -69,20 +79,21 @@ def write_atomic(path: Path, write: Callable[[Path], Any], mode: int = 0o666) ->
 
 @contextlib.contextmanager
 def all_or_nothing() -> Iterator[None]:
-    """Every :func:`write_atomic` inside goes to its temp file, and all are renamed into place
-    together at the end, in the order written: a failure on any of them (a full disk half way
-    through the night's tables) leaves every earlier file as it was, not a mix of two runs."""
-    staged: list[tuple[Path, Path]] = []
-    token = _STAGED.set(staged)
+    """Every :func:`write_atomic` (and :func:`staged`) inside goes to its temp file, and all are
+    renamed into place together at the end, in the order written: a failure on any of them (a
+    full disk half way through the night's tables) leaves every earlier file as it was, not a
+    mix of two runs."""
+    pending: list[tuple[Path, Path]] = []
+    token = _STAGED.set(pending)
     try:
         yield
     except BaseException:
-        for tmp, _ in staged:
+        for tmp, _ in pending:
             Path(tmp).unlink(missing_ok=True)
         raise
     finally:
         _STAGED.reset(token)
-    for tmp, path in staged:
+    for tmp, path in pending:
         os.replace(tmp, path)
 
 

@@ -6,17 +6,22 @@ reader (or a run killed half way) never sees a half-written table.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from speechqa.calls import SENTIMENT_COLUMNS, CallResult, Failure, Recording
 from speechqa.compliance.schema import Scorecard
-from speechqa.files import write_atomic
+from speechqa.errors import OutputError
+from speechqa.files import staged, write_atomic
 from speechqa.metrics import METRIC_NAMES
 from speechqa.sentiment import ESCALATION_KINDS
 
@@ -52,6 +57,66 @@ def write_table(df: pd.DataFrame, out: Path, name: str) -> list[Path]:
     return [csv_path, parquet_path]
 
 
+class TableSink:
+    """One table written a chunk at a time (the night's turns and words, part by part):
+    ``name.csv`` and ``name.parquet``, each a temp file until :meth:`close`, which stages them
+    like :func:`write_table` (inside :func:`speechqa.files.all_or_nothing` they are renamed with
+    the rest of the night's set). The Parquet schema is the first non-empty chunk's; a table
+    that got no rows is written from the empty frame it was given. Use as a context manager."""
+
+    def __init__(self, out: Path, name: str):
+        out.mkdir(parents=True, exist_ok=True)
+        self._out, self._name, self._csv_path = out, name, out / f"{name}.csv"
+        self._stack = contextlib.ExitStack()
+        csv_tmp = self._stack.enter_context(staged(out / f"{name}.csv"))
+        parquet_tmp = self._stack.enter_context(staged(out / f"{name}.parquet"))
+        self._csv = self._stack.enter_context(open(csv_tmp, "w", encoding="utf-8-sig", newline=""))  # noqa: SIM115
+        self._parquet_path = parquet_tmp
+        self._parquet: pq.ParquetWriter | None = None
+        self._header = True
+        self._empty: pd.DataFrame | None = None
+        self.rows = 0
+
+    def append(self, df: pd.DataFrame) -> None:
+        if df.empty:
+            if self._empty is None:
+                self._empty = df
+            return
+        at = self._csv_path
+        try:
+            df.to_csv(self._csv, index=False, header=self._header)
+            self._header = False
+            at = self._out / f"{self._name}.parquet"
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self._parquet_path, table.schema)
+            elif table.schema != self._parquet.schema:
+                table = table.cast(self._parquet.schema)
+            self._parquet.write_table(table)
+        except OSError as exc:  # named here: the other tables' writers pass it on as it is
+            raise OutputError(f"{at}: cannot be written ({exc.strerror or exc}); the files there "
+                              "are left as they were") from exc
+        self.rows += len(df)
+
+    def __enter__(self) -> TableSink:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if exc is None:
+                if self._parquet is None:  # no rows at all: the header and an empty Parquet file
+                    empty = self._empty if self._empty is not None else pd.DataFrame()
+                    empty.to_csv(self._csv, index=False, header=self._header)
+                    empty.to_parquet(self._parquet_path, index=False)
+                else:
+                    self._parquet.close()
+            elif self._parquet is not None:
+                self._parquet.close()
+        finally:
+            self._stack.__exit__(kind, exc, tb)
+
+
 def write_excel(df: pd.DataFrame, path: Path, sheet: str) -> None:
     """One sheet, written atomically (reviewers open the QA list in Excel or WPS)."""
     write_atomic(path, lambda p: df.to_excel(p, index=False, sheet_name=sheet, engine="openpyxl"))
@@ -79,7 +144,8 @@ def turns_frame(results: Iterable[CallResult]) -> pd.DataFrame:
     ]
     return _frame(rows, TURN_COLUMNS, {"channel": "int64", "start": "float64", "end": "float64",
                                        "sentiment": "Float64", "loudness_dbfs": "Float64",
-                                       "shouting": "boolean"})
+                                       "shouting": "boolean", "avg_logprob": "float64",
+                                       "no_speech_prob": "float64", "compression_ratio": "float64"})
 
 
 def words_frame(results: Iterable[CallResult]) -> pd.DataFrame:
@@ -90,15 +156,42 @@ def words_frame(results: Iterable[CallResult]) -> pd.DataFrame:
         for t in r.turns
         for w in t.words
     ]
-    return _frame(rows, WORD_COLUMNS, {"start": "float64", "end": "float64"})
+    return _frame(rows, WORD_COLUMNS, {"start": "float64", "end": "float64", "probability": "float64"})
+
+
+def call_row(result: CallResult) -> dict[str, Any]:
+    """A processed call's own columns of the calls table (see :func:`calls_frame`)."""
+    row: dict[str, Any] = dict(
+        duration_s=result.duration_s, channels=result.n_channels, status="ok",
+        asr_seconds=result.asr_seconds, cached=result.cached, n_turns=len(result.turns),
+        language=result.language, flags=";".join(result.flags),
+        n_flagged_turns=sum(1 for t in result.turns if t.flags),
+        audio_sha256=result.audio_sha256,
+        n_redactions=sum(len(t.redactions) for t in result.turns),
+    )
+    row.update(dict(result.metrics))
+    sent = result.sentiment
+    row.update({k: None if v is None else round(v, 4) for k, v in sent.columns().items()})
+    row["sentiment_trajectory"] = sent.trajectory
+    kinds = sorted({e.detail for e in result.events if e.type == "escalation"})
+    row.update(escalated=bool(kinds), escalations=";".join(kinds))
+    row.update({f"escalation_{kind}": kind in kinds for kind in ESCALATION_KINDS})
+    if result.compliance is not None:
+        c = result.compliance
+        row.update(compliance_score=c.score, auto_fail=c.auto_fail,
+                   failed_items=";".join(c.failed_items), scorecard=c.scorecard,
+                   scorecard_sha256=c.scorecard_sha256)
+    return row
 
 
 def calls_frame(
-    results: Iterable[CallResult], failures: Iterable[Failure], recordings: Iterable[Recording],
-    model_name: str,
+    results: Iterable[CallResult] | Mapping[str, dict[str, Any]], failures: Iterable[Failure],
+    recordings: Iterable[Recording], model_name: str,
 ) -> pd.DataFrame:
-    """One row per recording of the batch, ok or failed, with its manifest columns."""
-    by_id = {r.recording.call_id: r for r in results}
+    """One row per recording of the batch, ok or failed, with its manifest columns.
+    ``results`` are the processed calls, or their :func:`call_row` by call_id (a night too
+    big to hold its calls' turns keeps just these)."""
+    by_id = results if isinstance(results, Mapping) else {r.recording.call_id: call_row(r) for r in results}
     failed = {f.call_id: f for f in failures}
     rows = []
     meta_columns: list[str] = []
@@ -106,29 +199,10 @@ def calls_frame(
         for key, _ in rec.meta:
             if key not in meta_columns and key not in CALL_COLUMNS:
                 meta_columns.append(key)
-        result = by_id.get(rec.call_id)
         row: dict[str, Any] = {"call_id": rec.call_id, "path": str(rec.path), "model": model_name}
-        if result is not None:
-            row.update(
-                duration_s=result.duration_s, channels=result.n_channels, status="ok",
-                asr_seconds=result.asr_seconds, cached=result.cached, n_turns=len(result.turns),
-                language=result.language, flags=";".join(result.flags),
-                n_flagged_turns=sum(1 for t in result.turns if t.flags),
-                audio_sha256=result.audio_sha256,
-                n_redactions=sum(len(t.redactions) for t in result.turns),
-            )
-            row.update(dict(result.metrics))
-            sent = result.sentiment
-            row.update({k: None if v is None else round(v, 4) for k, v in sent.columns().items()})
-            row["sentiment_trajectory"] = sent.trajectory
-            kinds = sorted({e.detail for e in result.events if e.type == "escalation"})
-            row.update(escalated=bool(kinds), escalations=";".join(kinds))
-            row.update({f"escalation_{kind}": kind in kinds for kind in ESCALATION_KINDS})
-            if result.compliance is not None:
-                c = result.compliance
-                row.update(compliance_score=c.score, auto_fail=c.auto_fail,
-                           failed_items=";".join(c.failed_items), scorecard=c.scorecard,
-                           scorecard_sha256=c.scorecard_sha256)
+        own = by_id.get(rec.call_id)
+        if own is not None:
+            row.update(own)
         else:
             row.update(status="failed" if rec.call_id in failed else "skipped")
         row.update({k: v for k, v in rec.meta if k not in CALL_COLUMNS})

@@ -16,11 +16,12 @@ after ASR) and ``_finish`` (tables, QA sample, history store, run.json).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import platform
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,12 +36,13 @@ from speechqa import (
     ingest,
     metrics,
     outputs,
+    parts,
     phonetic,
     sentiment,
     text,
     vocab,
 )
-from speechqa.calls import CallResult, Event, Failure, Recording, Transcript, Turn, is_unheard
+from speechqa.calls import CALL_FLAGS, CallResult, Event, Failure, Recording, Transcript, Turn, is_unheard
 from speechqa.compliance import Scorecard, load_scorecard, score_call, scores_language
 from speechqa.config import AsrSettings, Settings
 from speechqa.errors import AudioError, SpeechQAError
@@ -68,12 +70,14 @@ class Context:
     # callable (audio, audio_sha256, AsrSettings) -> Transcript with a stable ``__qualname__``,
     # which keys the cache in place of the model checksum.
     transcriber: Transcriber | None = None
+    # where each finished call's part goes (speechqa/parts.py); None: nowhere (no resume)
+    parts: Path | None = None
 
 
 @dataclass(frozen=True)
 class RunSummary:
     out: Path
-    results: tuple[CallResult, ...]
+    results: Sequence[CallResult]  # read from the parts on demand (parts.Results)
     failures: tuple[Failure, ...]
     run_info: dict[str, Any] = field(default_factory=dict)
 
@@ -118,7 +122,7 @@ def make_context(settings: Settings, out: Path, *, force: bool = False, audio: b
     scorecard = load_scorecard(settings.compliance.rules or None)  # a broken rules file stops the run
     vocab.preload(settings, scorecard)  # ... and so does a bad vocabulary file (speechqa/vocab.py)
     return Context(settings, model, device, compute_type, cache_dir, lexicon, scorecard, workers, threads,
-                   force, transcriber)
+                   force, transcriber, out / parts.PARTS_DIR)
 
 
 def transcriber_name(transcriber: Transcriber | None) -> str:
@@ -139,6 +143,10 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         timings["hash"] = time.perf_counter() - t0
         heard_by = ctx.model.sha256 if ctx.model is not None else transcriber_name(ctx.transcriber)
         key = asr.cache_key(sha, heard_by, ctx.compute_type, ctx.settings.asr)
+        part_key = parts.analysis_key(key, rec, ctx.settings)
+        reused = _reuse(rec, ctx, part_key)
+        if reused is not None:
+            return reused
         transcript = None if ctx.force else asr.load_cached(ctx.cache_dir, key)
         cached = transcript is not None
         decoded = None
@@ -176,9 +184,37 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
     for ch in transcript.channels:  # what Whisper was primed with on each channel
         p = asr.prompt_for(ctx.settings.asr, ch.language or transcript.language)
         primed[ch.channel] = (p.language, p.text)
-    return analyse_turns(rec, turns, ctx, duration_s=transcript.duration_s, n_channels=transcript.n_channels,
-                         audio_fn=levels, asr_seconds=transcript.asr_seconds, cached=cached,
-                         audio_sha256=sha, timings=timings, language=transcript.language, prompts=primed)
+    outcome = analyse_turns(rec, turns, ctx, duration_s=transcript.duration_s, n_channels=transcript.n_channels,
+                            audio_fn=levels, asr_seconds=transcript.asr_seconds, cached=cached,
+                            audio_sha256=sha, timings=timings, language=transcript.language, prompts=primed)
+    return _keep(rec, ctx, part_key, outcome)
+
+
+def _reuse(rec: Recording, ctx: Context, key: str) -> CallResult | None:
+    """The call's result from its part when the part is current (parts.analysis_key), marked
+    cached; scored again when only the scorecard changed. None: analyse the call."""
+    if ctx.parts is None or ctx.force:
+        return None
+    store = parts.PartStore(ctx.parts)
+    part = store.load(rec.call_id)
+    if part is None or part.key != key:
+        return None
+    result = dataclasses.replace(part.result, cached=True, timings=())
+    if part.scoring != parts.scoring_key(ctx.scorecard):
+        result = _score(result, ctx.scorecard)
+        store.save(parts.Part(rec.call_id, key, parts.scoring_key(ctx.scorecard), result))
+    return result
+
+
+def _keep(rec: Recording, ctx: Context, key: str, outcome: CallResult | Failure) -> CallResult | Failure:
+    """Write a finished call's part (a failed call has none: the next run tries it again)."""
+    if ctx.parts is not None and isinstance(outcome, CallResult):
+        try:
+            parts.PartStore(ctx.parts).save(parts.Part(rec.call_id, key, parts.scoring_key(ctx.scorecard),
+                                                        outcome))
+        except Exception as exc:
+            return _failure(rec, "part", exc)
+    return outcome
 
 
 def analyse_turns(
@@ -254,15 +290,7 @@ def analyse_turns(
         events = tuple(sorted((*redactions, *escalations, *metric_events), key=_event_order))
         call_metrics = tuple((dict(call_metrics) | covered).items())
         timings["metrics"] = time.perf_counter() - t0
-        flags = []
-        if coverage.low_coverage(covered, settings.guards.min_coverage):
-            flags.append("low_coverage")
-        if ctx.scorecard is not None and not scores_language(ctx.scorecard, language):
-            flags.append("language_not_scored")
-        if covered["n_prompt_echo_turns"]:
-            flags.append("prompt_echo")
-        if all(is_unheard(t) for t in turns):
-            flags.append("no_words")
+        flags = call_flags(covered, turns, language, ctx.scorecard, settings.guards.min_coverage)
 
         result = CallResult(
             recording=rec,
@@ -279,16 +307,43 @@ def analyse_turns(
             language=language,
             flags=tuple(flags),
         )
-        if ctx.scorecard is not None:
-            stage = "compliance"
-            t0 = time.perf_counter()
-            compliance = score_call(result, ctx.scorecard)
-            timings["compliance"] = time.perf_counter() - t0
-            result = dataclasses.replace(result, compliance=compliance, timings=tuple(timings.items()))
+        stage = "compliance"
+        result = _score(result, ctx.scorecard)
     except Exception as exc:
         return _failure(rec, stage, exc)
     checkpoint("analysis")
     return result
+
+
+def call_flags(covered: dict[str, Any], turns: Iterable[Turn], language: str, scorecard: Scorecard | None,
+               min_coverage: float) -> tuple[str, ...]:
+    """The call's flags (calls.CALL_FLAGS), from its coverage metrics, turns and language."""
+    flags = []
+    if coverage.low_coverage(covered, min_coverage):
+        flags.append("low_coverage")
+    if scorecard is not None and not scores_language(scorecard, language):
+        flags.append("language_not_scored")
+    if covered.get("n_prompt_echo_turns"):
+        flags.append("prompt_echo")
+    if all(is_unheard(t) for t in turns):
+        flags.append("no_words")
+    return tuple(flags)
+
+
+def _score(result: CallResult, scorecard: Scorecard | None) -> CallResult:
+    """Score the call on ``scorecard`` (none: no compliance), and set the flag that says the
+    scorecard is not in the call's language. A rerun with only a new scorecard comes here."""
+    flags = tuple(f for f in result.flags if f != "language_not_scored")
+    if scorecard is not None and not scores_language(scorecard, result.language):
+        flags = tuple(sorted((*flags, "language_not_scored"), key=CALL_FLAGS.index))
+    result = dataclasses.replace(result, flags=flags, compliance=None)
+    if scorecard is None:
+        return result
+    timings = dict(result.timings)
+    t0 = time.perf_counter()
+    compliance = score_call(result, scorecard)
+    timings["compliance"] = time.perf_counter() - t0
+    return dataclasses.replace(result, compliance=compliance, timings=tuple(timings.items()))
 
 
 def _failure(rec: Recording, stage: str, exc: Exception) -> Failure:
@@ -314,13 +369,23 @@ def _execute(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Record
         for rec in recordings:
             yield rec, process_recording(rec, ctx)
         return
+    todo = iter(recordings)
     with ThreadPoolExecutor(max_workers=ctx.workers, thread_name_prefix="speechqa") as pool:
-        futures = {pool.submit(process_recording, rec, ctx): rec for rec in recordings}
+        # a few calls in flight per worker, not the whole night: a finished call's result is
+        # handed on and dropped, so memory stays that of the calls being worked on
+        running: dict[Future[CallResult | Failure], Recording] = {}
         try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
+            for rec in itertools.islice(todo, 2 * ctx.workers):
+                running[pool.submit(process_recording, rec, ctx)] = rec
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    rec = running.pop(future)
+                    for following in itertools.islice(todo, 1):
+                        running[pool.submit(process_recording, following, ctx)] = following
+                    yield rec, future.result()
         except BaseException:
-            for future in futures:
+            for future in running:
                 future.cancel()
             raise
 
@@ -336,6 +401,53 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             found[dist] = "absent"
     return found
+
+
+class _Night:
+    """A run's outcomes as they come in: failures, the processed call_ids, and each finished
+    call written to the history store (in small batches, idempotently: a rerun rewrites the
+    same rows). Nothing of a call's turns is kept here."""
+
+    STORE_BATCH = 64
+
+    def __init__(self, settings: Settings, recordings: list[Recording], failures: list[Failure],
+                 untimed: set[str] | None = None):
+        self.failures = failures
+        self.ok: list[str] = []
+        self.untimed = untimed or set()
+        self.night = settings.sampling.night or infer_night(recordings)
+        self.db: Any = None
+        if settings.sampling.enabled:
+            from speechqa import store as history
+
+            self.db = history.open_store(settings.store.db)
+        self._pending: list[CallResult] = []
+        self.fresh: set[str] = set()  # calls transcribed (or, imported, analysed) by this run
+        self.stage_totals: dict[str, float] = {}
+
+    def add(self, outcome: CallResult | Failure) -> None:
+        if isinstance(outcome, Failure):
+            self.failures.append(outcome)
+            return
+        self.ok.append(outcome.recording.call_id)
+        if not outcome.cached:
+            self.fresh.add(outcome.recording.call_id)
+        for name, seconds in outcome.timings:  # this run's work (a call taken from its part did none)
+            self.stage_totals[name] = self.stage_totals.get(name, 0.0) + seconds
+        if self.db is not None:
+            if outcome.recording.call_id in self.untimed:  # turn-index times: no duration in the history
+                outcome = dataclasses.replace(outcome, duration_s=math.nan)
+            self._pending.append(outcome)
+            if len(self._pending) >= self.STORE_BATCH:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.db is not None and self._pending:
+            from speechqa import store as history
+
+            history.save_calls(self.db, self.night, self._pending)
+            self._pending = []
+            checkpoint("store")  # calls in the store, the night's sample not yet
 
 
 def run_batch(
@@ -355,28 +467,23 @@ def run_batch(
     out = Path(out)
     with run_lock(out):  # one run per output folder (files.run_lock)
         ctx = make_context(settings, out, force=force, transcriber=transcriber)
+        parts.PartStore(out / parts.PARTS_DIR).sweep()
         found = ingest.discover(Path(source), settings.batch.manifest_name, settings.batch.allow_outside)
-        recordings, failures = found.recordings, list(found.failures)
+        recordings = found.recordings
         if on_start:
             on_start(recordings)
-
-        results: list[CallResult] = []
+        night = _Night(settings, recordings, list(found.failures))
         for rec, outcome in _execute(recordings, ctx):
-            if isinstance(outcome, Failure):
-                failures.append(outcome)
-            else:
-                results.append(outcome)
+            night.add(outcome)
             if on_progress:
                 on_progress(rec, outcome)
-        order = {rec.call_id: i for i, rec in enumerate(recordings)}
-        results.sort(key=lambda r: order[r.recording.call_id])
         m = ctx.model
         model_info = {"name": m.name if m else None, "path": str(m.path) if m else None,
                       "sha256": m.sha256 if m else None, "source": m.source if m else None}
         if m is None and transcriber is not None:  # a test's fake: say so in calls and run.json
             model_info["name"] = transcriber_name(transcriber)
-        return _finish(out, settings, ctx, source=source, recordings=recordings, results=results,
-                       failures=failures, times={}, model_info=model_info, force=force,
+        return _finish(out, settings, ctx, source=source, recordings=recordings, night=night,
+                       times={}, model_info=model_info, force=force,
                        started_at=started_at, t_start=t_start,
                        manifest={"path": str(found.manifest) if found.manifest else None,
                                  "encoding": found.encoding or None})
@@ -393,7 +500,7 @@ def run_transcripts(
     """Analyse conversations that are already transcribed (a CSV or JSONL of turns, see
     speechqa/transcripts.py): every stage after ASR, the tables, sampling and the history
     store, as for audio. No Whisper model is needed. Bad rows become failures; a file that
-    cannot be read raises InputError."""
+    cannot be read raises InputError. A rerun takes unchanged calls from their parts."""
     from speechqa.transcripts import read_transcripts
 
     started_at = datetime.now(UTC)
@@ -401,30 +508,37 @@ def run_transcripts(
     out = Path(out)
     with run_lock(out):  # one run per output folder (files.run_lock)
         ctx = make_context(settings, out, audio=False)
+        parts.PartStore(out / parts.PARTS_DIR).sweep()
         t0 = time.perf_counter()
         batch = read_transcripts(Path(file), settings.channels)
         read_s = time.perf_counter() - t0
         recordings = [c.recording for c in batch.calls]
-        failures = list(batch.failures)
         if on_start:
             on_start(recordings)
-        results: list[CallResult] = []
+        times = {c.recording.call_id: c.times for c in batch.calls}
+        night = _Night(settings, recordings, list(batch.failures),
+                       untimed={c for c, basis in times.items() if basis == "none"})
         per_call_read = read_s / max(len(batch.calls), 1)
         for call in batch.calls:
-            timed = call.times != "none"
-            outcome = analyse_turns(call.recording, call.turns, ctx, duration_s=call.duration_s, n_channels=0,
-                                    audio_fn=None, timings={"read": per_call_read}, timed=timed,
-                                    language=call.recording.meta_dict.get("language", "").strip().lower())
-            if isinstance(outcome, Failure):
-                failures.append(outcome)
-            else:
-                results.append(outcome)
+            key = parts.analysis_key(parts.digest(call.turns, call.duration_s, call.times), call.recording,
+                                     settings)
+            outcome: CallResult | Failure | None = _reuse(call.recording, ctx, key)
+            if outcome is None:
+                outcome = analyse_turns(call.recording, call.turns, ctx, duration_s=call.duration_s,
+                                        n_channels=0, audio_fn=None, timings={"read": per_call_read},
+                                        timed=call.times != "none",
+                                        language=call.recording.meta_dict.get("language", "").strip().lower())
+                outcome = _keep(call.recording, ctx, key, outcome)
+            night.add(outcome)
             if on_progress:
                 on_progress(call.recording, outcome)
-        return _finish(out, settings, ctx, source=Path(file), recordings=recordings, results=results,
-                       failures=failures, times={c.recording.call_id: c.times for c in batch.calls},
+        return _finish(out, settings, ctx, source=Path(file), recordings=recordings, night=night,
+                       times=times,
                        model_info={"name": IMPORTED_MODEL, "path": None, "sha256": None, "source": str(file)},
                        force=False, started_at=started_at, t_start=t_start)
+
+
+CHUNK_CALLS = 64  # calls read back from their parts at a time while the tables are assembled
 
 
 def _finish(
@@ -434,8 +548,7 @@ def _finish(
     *,
     source: Path,
     recordings: list[Recording],
-    results: list[CallResult],
-    failures: list[Failure],
+    night: _Night,
     times: dict[str, str],
     model_info: dict[str, Any],
     force: bool,
@@ -443,13 +556,16 @@ def _finish(
     t_start: float,
     manifest: dict[str, Any] | None = None,
 ) -> RunSummary:
-    """The end of a run, the same for audio and imported transcripts: every table, the QA
-    sample and the history store, then run.json (written last).
+    """The end of a run, the same for audio and imported transcripts: every table, assembled
+    from the calls' parts a few at a time, the QA sample and the history store, then run.json
+    (written last).
 
     ``times`` is the time basis per imported call (``imported`` or ``none``); calls not in it
     were transcribed from audio.
     """
+    night.flush()
     t_write = time.perf_counter()
+    failures = night.failures
     known = {r.call_id for r in recordings}
     failed_recordings: dict[str, Recording] = {}
     for f in failures:  # one calls row per failed call, however many of its rows failed
@@ -457,43 +573,64 @@ def _finish(
             failed_recordings[f.call_id] = Recording(f.call_id, Path(f.path))
     all_recordings = recordings + list(failed_recordings.values())
     imported = bool(times) or model_info["name"] == IMPORTED_MODEL
-    calls_df = _with_times(outputs.calls_frame(results, failures, all_recordings, model_info["name"]),
-                           times, imported)
-    events_df = outputs.events_frame(results)
-    rules_df = outputs.rule_results_frame(results, ctx.scorecard)
+    order = {rec.call_id: i for i, rec in enumerate(recordings)}
+    store = parts.PartStore(out / parts.PARTS_DIR)
+    results = parts.Results(store, sorted(night.ok, key=order.__getitem__))
+
+    counts = dict.fromkeys(("transcribed", "cached", "untimed", "turns", "flagged_turns",
+                            "lexicon_corrections", "redactions", "events"), 0)
+    audio_seconds = 0.0
+    stage_totals = dict(night.stage_totals)
+    call_rows: dict[str, dict[str, Any]] = {}
+    failed_rules, threats = [], []
     # every table, and the QA sample's files, replace the last run's together or not at all
     # (a full disk half way leaves the last night's set whole)
     with all_or_nothing():
-        outputs.write_table(outputs.turns_frame(results), out, "turns")
-        outputs.write_table(outputs.words_frame(results), out, "words")
+        with (outputs.TableSink(out, "turns") as turns, outputs.TableSink(out, "words") as words,
+              outputs.TableSink(out, "events") as events, outputs.TableSink(out, "rule_results") as rules,
+              outputs.TableSink(out, "training_clips") as clip_table):
+            for chunk in results.chunks(CHUNK_CALLS):
+                turns.append(outputs.turns_frame(chunk))
+                words.append(outputs.words_frame(chunk))
+                ev = outputs.events_frame(chunk)
+                events.append(ev)
+                threats.append(ev[ev.type == "escalation"])
+                rr = outputs.rule_results_frame(chunk, ctx.scorecard)
+                rules.append(rr)
+                failed_rules.append(rr[rr.outcome == "fail"])
+                clip_table.append(clips.clips_frame(chunk, settings.clips))
+                for r in chunk:
+                    cached = r.recording.call_id not in night.fresh
+                    call_rows[r.recording.call_id] = outputs.call_row(r) | {"cached": cached}
+                    basis = times.get(r.recording.call_id)
+                    counts["transcribed"] += not (cached or imported)
+                    counts["cached"] += cached
+                    counts["untimed"] += basis == "none"
+                    counts["turns"] += len(r.turns)
+                    counts["flagged_turns"] += sum(1 for t in r.turns if t.flags)
+                    counts["lexicon_corrections"] += sum(len(t.corrections) for t in r.turns)
+                    counts["redactions"] += sum(len(t.redactions) for t in r.turns)
+                    counts["events"] += len(r.events)
+                    if basis != "none":
+                        audio_seconds += r.duration_s
+            checkpoint("tables")  # the big tables in their temp files, none renamed
+        calls_df = _with_times(outputs.calls_frame(call_rows, failures, all_recordings, model_info["name"]),
+                               times, imported)
+        del call_rows
         outputs.write_table(calls_df, out, "calls")
-        checkpoint("tables")  # some tables written to their temp files, none renamed
-        outputs.write_table(events_df, out, "events")
-        outputs.write_table(rules_df, out, "rule_results")
-        outputs.write_table(clips.clips_frame(results, settings.clips), out, "training_clips")
         agents = outputs.scorecards_frame(calls_df, ["agent_id", "agent_name", "team"])
         outputs.write_table(agents, out, "agents")
         outputs.write_table(outputs.scorecards_frame(calls_df, ["team"]), out, "teams")
         outputs.write_table(outputs.failures_frame(failures), out, "failures")
 
         sampled: dict[str, Any] | None = None
-        if settings.sampling.enabled:
-            from speechqa import store as history
+        if night.db is not None:
+            sampled = qa_sample(night.db, out, night.night, settings, calls_df,
+                                _concat(failed_rules, outputs.rule_results_frame([], None)),
+                                _concat(threats, outputs.events_frame([])))
+    store.prune(set(results.call_ids))
 
-            night = settings.sampling.night or infer_night(all_recordings)
-            db = history.open_store(settings.store.db)
-            # A call without times has turn-index times only: no duration goes into the history.
-            history.save_calls(db, night, [dataclasses.replace(r, duration_s=math.nan)
-                                           if times.get(r.recording.call_id) == "none" else r for r in results])
-            checkpoint("store")  # the night's calls in the store, its sample not yet
-            sampled = qa_sample(db, out, night, settings, calls_df, rules_df, events_df)
-
-    stage_totals: dict[str, float] = {}
-    for r in results:
-        for name, seconds in r.timings:
-            stage_totals[name] = stage_totals.get(name, 0.0) + seconds
     stage_totals["write"] = time.perf_counter() - t_write
-    timed_results = [r for r in results if times.get(r.recording.call_id) != "none"]
     info = {
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -523,23 +660,25 @@ def _finish(
             "recordings": len(all_recordings),
             "ok": len(results),
             "failed": len(failures),
-            "transcribed": sum(1 for r in results if not r.cached) if not imported else 0,
-            "cached": sum(1 for r in results if r.cached),
+            "transcribed": counts.pop("transcribed"),
+            "cached": counts.pop("cached"),
             "imported": len(results) if imported else 0,
-            "untimed": sum(1 for r in results if times.get(r.recording.call_id) == "none"),
-            "turns": sum(len(r.turns) for r in results),
-            "flagged_turns": sum(1 for r in results for t in r.turns if t.flags),
-            "lexicon_corrections": sum(len(t.corrections) for r in results for t in r.turns),
-            "redactions": sum(len(t.redactions) for r in results for t in r.turns),
-            "events": sum(len(r.events) for r in results),
-            "audio_seconds": round(sum(r.duration_s for r in timed_results), 3),
+            **counts,
+            "audio_seconds": round(audio_seconds, 3),
         },
         "timings_s": {k: round(v, 3) for k, v in stage_totals.items()}
         | {"total": round(time.perf_counter() - t_start, 3)},
     }
     info["exit_code"] = 1 if failures else 0
     outputs.write_json(out / "run.json", info)
-    return RunSummary(out=out, results=tuple(results), failures=tuple(failures), run_info=info)
+    return RunSummary(out=out, results=results, failures=tuple(failures), run_info=info)
+
+
+def _concat(frames: list[Any], empty: Any) -> Any:
+    import pandas as pd
+
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else empty
 
 
 def _with_times(calls: Any, times: dict[str, str], imported: bool) -> Any:

@@ -61,14 +61,16 @@ def test_a_full_disk_while_writing_the_tables_leaves_the_last_nights_set_whole(t
     tonight.mkdir()
     for name in ("fx_stereo.wav", "fx_stereo.truth.json"):
         shutil.copy(FIXTURE_CALLS / name, tonight / name)
-    real = pd.DataFrame.to_parquet
+    import pyarrow.parquet as pq
 
-    def full(self, path, *args, **kwargs):
-        if ".rule_results.parquet." in str(path):
+    real = pq.ParquetWriter.write_table
+
+    def full(self, *args, **kwargs):  # the disk fills while the night's rule results are written
+        if ".rule_results.parquet." in str(self.where):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, path, *args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
     full_disk = r"rule_results.parquet: cannot be written \(No space left on device\)"
     with pytest.raises(OutputError, match=full_disk):
         run_batch(tonight, out, settings_for(tmp_path / "cache"), transcriber=ScriptedTranscriber(tonight))
@@ -84,7 +86,7 @@ def _night(out, cache, db):
                                                 "store": {"db": str(db)}})
 
 
-@pytest.mark.parametrize("stage", ["decode", "asr", "analysis", "tables", "store"])
+@pytest.mark.parametrize("stage", ["decode", "asr", "analysis", "part", "tables", "store"])
 def test_kill_9_at_any_stage_then_a_rerun_gives_the_uninterrupted_tables(tmp_path, stage):
     import os
     import subprocess
@@ -120,4 +122,13 @@ def test_kill_9_at_any_stage_then_a_rerun_gives_the_uninterrupted_tables(tmp_pat
             pd.testing.assert_frame_equal(ours, theirs)
             continue
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
-    assert not list(out.glob(".*.tmp"))  # the killed run's temp files were swept
+    assert not list(out.glob(".*.tmp")) and not list(out.glob(".parts/*/.*.tmp"))  # swept
+    from speechqa import store as history
+
+    def stored(path):  # the history store's calls and samples, less when each row was written
+        db = history.open_store(str(path))
+        return [frame(db).drop(columns=["updated_at", "created_at"], errors="ignore")
+                for frame in (history.calls_frame, history.samples_frame)]
+
+    for ours, theirs in zip(stored(db), stored(tmp_path / "ref.db"), strict=True):
+        pd.testing.assert_frame_equal(ours, theirs)  # each call once, as in the uninterrupted run
