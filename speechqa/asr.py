@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import lru_cache
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from speechqa.audio import (
+    PIECE_S,
     SKIPPED_MIN_S,
     Audio,
     activity,
@@ -210,16 +211,54 @@ def detect_language(model, samples: np.ndarray, settings: AsrSettings) -> tuple[
     return language, round(float(probability), 4)
 
 
-def call_language(channels: Sequence[ChannelTranscript], fallback: str) -> str:
-    """The language most of a call's transcribed speech is in (word time per channel), else
-    ``fallback``."""
+def _spoken(channels: Iterable[ChannelTranscript]) -> dict[str, float]:
+    """Transcribed speech time (word time, else segment time) per decoded language."""
     spoken: dict[str, float] = {}
     for ch in channels:
         if ch.language:
             talk = sum(w.end - w.start for s in ch.segments for w in s.words) or sum(
                 s.end - s.start for s in ch.segments)
             spoken[ch.language] = spoken.get(ch.language, 0.0) + talk
+    return spoken
+
+
+def _most(spoken: dict[str, float], fallback: str) -> str:
     return max(spoken, key=lambda lang: (spoken[lang], lang)) if spoken else fallback
+
+
+def call_language(channels: Sequence[ChannelTranscript], fallback: str) -> str:
+    """The language most of a call's transcribed speech is in (word time per channel), else
+    ``fallback``."""
+    return _most(_spoken(channels), fallback)
+
+
+def join_pieces(heard: Sequence[tuple[float, Transcript]], fallback: str) -> Transcript:
+    """One recording's transcript from its pieces' transcripts (audio.pieces), each with the
+    piece's offset in seconds: segments and words moved to the recording's time, each channel
+    in the language most of its speech was heard in. One piece is returned as it is."""
+    if len(heard) == 1 and heard[0][0] == 0.0:
+        return heard[0][1]
+    first = heard[0][1]
+    channels = []
+    for ch in range(first.n_channels):
+        parts = [(offset, t.channels[ch]) for offset, t in heard]
+        language = _most(_spoken(c for _, c in parts), parts[0][1].language)
+        probability = max((c.language_probability for _, c in parts
+                           if c.language == language and c.language_probability is not None), default=None)
+        segments = tuple(_shifted(s, offset) for offset, c in parts for s in c.segments)
+        channels.append(ChannelTranscript(ch, segments, language, probability))
+    last_offset, last = heard[-1]
+    return Transcript(first.audio_sha256, round(last_offset + last.duration_s, 3), first.n_channels,
+                      first.sample_rate, tuple(channels), round(sum(t.asr_seconds for _, t in heard), 3),
+                      call_language(channels, fallback))
+
+
+def _shifted(s: Segment, offset: float) -> Segment:
+    if not offset:
+        return s
+    words = tuple(dataclasses.replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3))
+                  for w in s.words)
+    return dataclasses.replace(s, start=round(s.start + offset, 3), end=round(s.end + offset, 3), words=words)
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -399,7 +438,7 @@ def cache_key(audio_sha256: str, model_sha256: str, compute_type: str, settings:
         primed = prompt_for(settings, settings.language)
         relevant.update(initial_prompt=primed.prompt, hotwords=primed.hotwords)
     payload = json.dumps(
-        {"format": CACHE_FORMAT, "audio": audio_sha256, "model": model_sha256,
+        {"format": CACHE_FORMAT, "audio": audio_sha256, "model": model_sha256, "piece_s": PIECE_S,
          "compute_type": compute_type, "asr": relevant},
         sort_keys=True, ensure_ascii=False,
     )

@@ -8,9 +8,10 @@ the agent on one side and the customer on the other.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,10 +79,12 @@ class _Buffer:
         return self.data[:, : self.n]
 
 
-def decode(path: Path, sample_rate: int = MODEL_RATE) -> Audio:
-    """Decode every channel of the first audio stream, resampled to ``sample_rate``.
+def _stream(path: Path, sample_rate: int, meta: dict[str, Any]) -> Iterator[np.ndarray]:
+    """Every channel of the first audio stream, resampled to ``sample_rate``, as FFmpeg hands
+    it over: (channels, frames) float32 chunks. ``meta`` gets ``n_channels``, ``source_rate``,
+    ``codec`` and ``expected`` (frames, from the container's duration) before the first chunk.
 
-    Raises AudioError naming the file for a missing, empty, corrupt or silent-less file.
+    Raises AudioError naming the file for a missing, empty or corrupt file.
     """
     import av  # imported here so that `speechqa --help` stays instant
 
@@ -101,29 +104,133 @@ def decode(path: Path, sample_rate: int = MODEL_RATE) -> Audio:
             layout = stream.codec_context.layout.name if n_channels > 2 else (
                 "stereo" if n_channels == 2 else "mono"
             )
-            source_rate = stream.codec_context.sample_rate or 0
-            codec = stream.codec_context.name
+            meta.update(n_channels=n_channels, source_rate=stream.codec_context.sample_rate or 0,
+                        codec=stream.codec_context.name,
+                        expected=int((container.duration or 0) / 1_000_000 * sample_rate))
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
-            # filled in place, sized from the container's duration: a long recording is never
-            # held twice, as a list of chunks and their concatenation
-            expected = (container.duration or 0) / 1_000_000 * sample_rate
-            buffer = _Buffer(n_channels, int(expected) + sample_rate)
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler ignore broken timestamps
                 for r in resampler.resample(frame):
-                    buffer.add(r.to_ndarray())
+                    yield r.to_ndarray()
             for r in resampler.resample(None):
-                buffer.add(r.to_ndarray())
+                yield r.to_ndarray()
     except AudioError:
         raise
     except av.error.FFmpegError as exc:
         raise AudioError(f"{path}: corrupt or unsupported audio ({exc.strerror or exc})") from None
     except (OSError, ValueError) as exc:
         raise AudioError(f"{path}: cannot be decoded ({exc})") from None
-    samples = buffer.samples()
-    if samples.shape[1] == 0:
+
+
+def decode(path: Path, sample_rate: int = MODEL_RATE) -> Audio:
+    """Decode every channel of the first audio stream, resampled to ``sample_rate``, whole.
+
+    Raises AudioError naming the file for a missing, empty, corrupt or silent-less file. A
+    long recording is better read in :func:`pieces`.
+    """
+    meta: dict[str, Any] = {}
+    buffer: _Buffer | None = None
+    for chunk in _stream(path, sample_rate, meta):
+        if buffer is None:  # filled in place, sized from the container's duration: a long
+            # recording is never held twice, as a list of chunks and their concatenation
+            buffer = _Buffer(meta["n_channels"], meta["expected"] + sample_rate)
+        buffer.add(chunk)
+    if buffer is None or buffer.n == 0:
         raise AudioError(f"{path}: no audio samples could be decoded")
-    return Audio(samples=samples, sample_rate=sample_rate, source_rate=source_rate, codec=codec)
+    return Audio(samples=buffer.samples(), sample_rate=sample_rate, source_rate=meta["source_rate"],
+                 codec=meta["codec"])
+
+
+PIECE_S = 900  # a recording longer than this is decoded, transcribed and measured in pieces
+CUT_SEARCH_S = 30.0  # a piece ends at the quietest half second of its last this-many seconds
+CUT_WINDOW_S = 0.5
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A stretch of a recording: ``audio`` starts ``offset`` frames (at its sample rate) in."""
+
+    offset: int
+    audio: Audio
+
+    @property
+    def offset_s(self) -> float:
+        return self.offset / self.audio.sample_rate
+
+
+def pieces(path: Path, piece_s: float = PIECE_S, sample_rate: int = MODEL_RATE) -> Iterator[Piece]:
+    """The recording in consecutive pieces of about ``piece_s``, each ending at the quietest
+    moment (all channels) near its end and on a level frame's boundary, so that memory stays
+    that of one piece however long the recording is. A recording up to ``piece_s`` long is
+    one piece, the same samples as :func:`decode` gives. Raises AudioError as decode does."""
+    meta: dict[str, Any] = {}
+    size = max(int(piece_s * sample_rate), 1)
+    room = size + int(CUT_SEARCH_S * sample_rate) + sample_rate  # a piece and the stretch past it
+    hop = max(1, int(round(sample_rate * FRAME_S)))
+    buffer: _Buffer | None = None
+    offset = 0
+    for chunk in _stream(path, sample_rate, meta):
+        if buffer is None:
+            buffer = _Buffer(meta["n_channels"], min(meta["expected"] + sample_rate, room))
+        buffer.add(chunk)
+        if buffer.n < size + int(CUT_SEARCH_S * sample_rate):
+            continue  # a recording ending within the search stretch stays whole
+        cut = _quiet_cut(buffer.samples(), size, sample_rate, hop)
+        head = buffer.samples()
+        yield Piece(offset, Audio(samples=head[:, :cut].copy(), sample_rate=sample_rate,
+                                  source_rate=meta["source_rate"], codec=meta["codec"]))
+        offset += cut
+        rest = head[:, cut:].copy()
+        buffer = _Buffer(meta["n_channels"], room)
+        buffer.add(rest)
+    if buffer is None or (buffer.n == 0 and offset == 0):
+        raise AudioError(f"{path}: no audio samples could be decoded")
+    if buffer.n:
+        yield Piece(offset, Audio(samples=buffer.samples(), sample_rate=sample_rate,
+                                  source_rate=meta["source_rate"], codec=meta["codec"]))
+
+
+def _quiet_cut(samples: np.ndarray, size: int, sample_rate: int, hop: int) -> int:
+    """Where to end a piece of ``size`` frames: the middle of the quietest half second (the
+    loudest channel's level) in the stretch before ``size``, on a multiple of ``hop``."""
+    lo = max(0, size - int(CUT_SEARCH_S * sample_rate)) // hop * hop
+    hi = size // hop * hop
+    levels = np.max([frame_levels(ch[lo:hi], sample_rate) for ch in samples], axis=0)
+    width = max(1, int(CUT_WINDOW_S / FRAME_S))
+    if len(levels) <= width:
+        return hi
+    windows = np.convolve(levels, np.ones(width), mode="valid")
+    return lo + (int(np.argmin(windows)) + width // 2) * hop
+
+
+class LevelMeter:
+    """Frame levels of each channel (:func:`frame_levels`), measured piece by piece: the same
+    values as measuring the whole recording at once."""
+
+    def __init__(self) -> None:
+        self._parts: list[list[np.ndarray]] = []
+        self.sample_rate = 0
+
+    def add(self, piece: Audio) -> None:
+        hop = max(1, int(round(piece.sample_rate * FRAME_S)))
+        if self._parts and piece.samples.shape[1] < hop:
+            return  # a tail shorter than a frame: the whole-recording measure drops it too
+        self.sample_rate = piece.sample_rate
+        for ch, samples in enumerate(piece.samples):
+            if ch == len(self._parts):
+                self._parts.append([])
+            self._parts[ch].append(frame_levels(samples, piece.sample_rate))
+
+    def levels(self) -> list[np.ndarray]:
+        return [np.concatenate(parts) for parts in self._parts]
+
+
+def levels(path: Path, piece_s: float = PIECE_S) -> list[np.ndarray]:
+    """Each channel's frame levels, decoding the recording a piece at a time."""
+    meter = LevelMeter()
+    for piece in pieces(path, piece_s):
+        meter.add(piece.audio)
+    return meter.levels()
 
 
 # -- speech activity by energy --------------------------------------------------------------

@@ -116,14 +116,16 @@ def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None, sa
     levels: dict[int, np.ndarray] = {}
     thresholds: dict[int, float] = {}
     runs: list[Run] = []
-    if channels is None:
+    if channel_levels is None and channels is not None:
+        channel_levels = [frame_levels(samples, sample_rate) for samples in channels]
+    if channel_levels is None:
         runs = [Run(t.start, t.end, t.role, i) for i, t in enumerate(turns)]
         return sorted(runs, key=lambda r: r.start), levels, thresholds
     by_channel: dict[int, list[int]] = {}
     for i, t in enumerate(turns):
         by_channel.setdefault(t.channel, []).append(i)
-    for ch, samples in enumerate(channels):
-        levels[ch] = lv = frame_levels(samples, sample_rate) if channel_levels is None else channel_levels[ch]
+    for ch, lv in enumerate(channel_levels):
+        levels[ch] = lv
         owners = by_channel.get(ch, [])
         act = activity(lv, [(turns[i].start, turns[i].end) for i in owners])
         thresholds[ch], talking = act.threshold, act.talking
@@ -232,9 +234,10 @@ def analyse(
 ) -> tuple[tuple[Turn, ...], Metrics, tuple[Event, ...]]:
     """The metrics stage for one call.
 
-    ``channels`` are the decoded channels (None: use turn spans only); ``muted`` are spans
-    that hold speech even if it was masked (redactions); ``levels``, their frame levels when
-    already measured (the coverage stage does). Returns the turns with loudness, the call's
+    ``channels`` are the decoded channels, or ``levels`` their frame levels when already
+    measured (the pipeline measures them piece by piece, audio.LevelMeter); with neither, the
+    turn spans stand for the speech. ``muted`` are spans that hold speech even if it was
+    masked (redactions). Returns the turns with loudness, the call's
     metrics as (name, value) pairs, and its silence/hold/overlap events.
     """
     call_id = turns[0].call_id if turns else ""

@@ -88,7 +88,7 @@ class RunSummary:
 
 ProgressFn = Callable[[Recording, "CallResult | Failure"], None]
 Transcriber = Callable[[audio.Audio, str, "AsrSettings"], "Transcript"]
-AudioFn = Callable[[], "tuple[list[Any], int]"]  # decoded channels and their sample rate, on demand
+AudioFn = Callable[[], "list[Any]"]  # each channel's frame levels (audio.frame_levels), on demand
 
 IMPORTED_MODEL = "imported"  # the calls table's model column for imported transcripts
 
@@ -149,25 +149,27 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             return reused
         transcript = None if ctx.force else asr.load_cached(ctx.cache_dir, key)
         cached = transcript is not None
-        decoded = None
+        measured: list[Any] | None = None  # the channels' frame levels, when decoded here
         if transcript is None:
+            # a piece at a time (audio.pieces): a 3-hour recording costs one piece of memory
+            heard: list[tuple[float, Transcript]] = []
+            meter = audio.LevelMeter()
             stage = "decode"
             t0 = time.perf_counter()
-            decoded = audio.decode(rec.path)
-            timings["decode"] = time.perf_counter() - t0
-            checkpoint("decode")
+            for piece in audio.pieces(rec.path, audio.PIECE_S):
+                meter.add(piece.audio)
+                timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t0
+                checkpoint("decode")
+                stage = "asr"
+                heard.append((piece.offset_s, _transcribe(piece.audio, sha, ctx)))
+                checkpoint("asr")  # transcribed, not yet cached
+                stage = "decode"
+                t0 = time.perf_counter()
             stage = "asr"
-            s = ctx.settings.asr
-            if ctx.transcriber is not None:
-                transcript = ctx.transcriber(decoded, sha, s)
-            else:
-                assert ctx.model is not None
-                model = asr.load_model(str(ctx.model.path), ctx.device, ctx.compute_type,
-                                       ctx.cpu_threads, ctx.workers)
-                transcript = asr.transcribe(model, decoded, sha, s)
+            transcript = asr.join_pieces(heard, ctx.settings.asr.language)
             timings["asr"] = transcript.asr_seconds
-            checkpoint("asr")  # transcribed, not yet cached
             asr.save_cached(ctx.cache_dir, key, transcript)
+            measured = meter.levels()
         stage = "turns"
         t0 = time.perf_counter()
         turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels, ctx.settings.turns,
@@ -176,9 +178,8 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
     except Exception as exc:
         return _failure(rec, stage, exc)
 
-    def levels() -> tuple[list[Any], int]:  # a cached transcript: the levels still come from the audio
-        d = decoded if decoded is not None else audio.decode(rec.path)
-        return list(d.samples), d.sample_rate
+    def levels() -> list[Any]:  # a cached transcript: the levels still come from the audio
+        return measured if measured is not None else audio.levels(rec.path, audio.PIECE_S)
 
     primed = {}
     for ch in transcript.channels:  # what Whisper was primed with on each channel
@@ -188,6 +189,15 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
                             audio_fn=levels, asr_seconds=transcript.asr_seconds, cached=cached,
                             audio_sha256=sha, timings=timings, language=transcript.language, prompts=primed)
     return _keep(rec, ctx, part_key, outcome)
+
+
+def _transcribe(piece: audio.Audio, sha: str, ctx: Context) -> Transcript:
+    """Whisper (or the context's stand-in) on one piece of a recording."""
+    if ctx.transcriber is not None:
+        return ctx.transcriber(piece, sha, ctx.settings.asr)
+    assert ctx.model is not None
+    model = asr.load_model(str(ctx.model.path), ctx.device, ctx.compute_type, ctx.cpu_threads, ctx.workers)
+    return asr.transcribe(model, piece, sha, ctx.settings.asr)
 
 
 def _reuse(rec: Recording, ctx: Context, key: str) -> CallResult | None:
@@ -248,13 +258,11 @@ def analyse_turns(
     settings = ctx.settings
     stage = "coverage"
     try:
-        samples: list[Any] | None = None
-        levels: list[Any] = []
+        levels: list[Any] | None = None
         covered: dict[str, float | int | None] = dict.fromkeys(metrics.COVERAGE_METRICS)
         if audio_fn is not None:
             t0 = time.perf_counter()
-            samples, rate = audio_fn()
-            levels = [audio.frame_levels(ch, rate) for ch in samples]  # once: coverage and metrics read them
+            levels = audio_fn()  # measured once: coverage and metrics read them
             speech = coverage.channel_speech(levels, turns)
             turns = coverage.flag_echoes(turns, prompts or {}, speech)
             covered |= coverage.coverage(turns, speech)
@@ -279,9 +287,9 @@ def analyse_turns(
         stage = "metrics"
         t0 = time.perf_counter()
         muted = [(e.start, e.end) for e in redactions]
-        if samples is not None:
+        if levels is not None:
             turns, call_metrics, metric_events = metrics.analyse(
-                turns, samples, rate, duration_s, settings.metrics, muted=muted, levels=levels)
+                turns, None, audio.MODEL_RATE, duration_s, settings.metrics, muted=muted, levels=levels)
         else:
             from speechqa.transcripts import metrics_without_audio
 

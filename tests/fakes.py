@@ -37,3 +37,21 @@ class ScriptedTranscriber:
         channels = tuple(ChannelTranscript(ch, tuple(segs), language) for ch, segs in by_channel.items())
         return Transcript(audio_sha256, round(audio.duration_s, 3), audio.n_channels, audio.source_rate,
                           channels, 0.0, language)
+
+
+class ToneTranscriber:
+    """Hears each burst of sound (a run of frames above -30 dBFS) on each channel as one word
+    "嘀" at the burst's time in the audio it is given: a piece of a long recording gives its
+    words in the piece's own time, as Whisper does, so joining the pieces must move them."""
+
+    def __call__(self, audio: Audio, audio_sha256: str, settings: AsrSettings) -> Transcript:
+        from speechqa.audio import frame_levels, runs_from_mask
+
+        channels = []
+        for ch, samples in enumerate(audio.samples):
+            runs = runs_from_mask(frame_levels(samples, audio.sample_rate) > -30.0)
+            segments = tuple(Segment(round(a, 3), round(b, 3), "嘀", -0.2, 0.01, 1.0, 0.0,
+                                     (Word(round(a, 3), round(b, 3), "嘀", 0.99),)) for a, b in runs)
+            channels.append(ChannelTranscript(ch, segments, "zh"))
+        return Transcript(audio_sha256, round(audio.duration_s, 3), audio.n_channels, audio.source_rate,
+                          tuple(channels), 0.0, "zh")
