@@ -135,7 +135,7 @@ def sweep_temp_files(folder: Path) -> int:
     return gone
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -170,7 +170,7 @@ def run_lock(folder: Path) -> Iterator[Path]:
                 pid, host = int(holder["pid"]), str(holder["host"])
             except (OSError, ValueError, KeyError, TypeError):
                 holder, pid, host = {}, -1, ""
-            if not holder or (host == me["host"] and not _alive(pid)):
+            if not holder or (host == me["host"] and not process_alive(pid)):
                 path.unlink(missing_ok=True)  # stale: its process is gone (or it is unreadable)
                 continue
             raise LockedError(f"{folder}: another run is writing here (pid {pid} on {host}, started "

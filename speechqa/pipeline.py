@@ -417,18 +417,23 @@ class _Night:
     same rows). Nothing of a call's turns is kept here."""
 
     STORE_BATCH = 64
+    HEARTBEAT_S = 60.0
 
-    def __init__(self, settings: Settings, recordings: list[Recording], failures: list[Failure],
+    def __init__(self, settings: Settings, recordings: list[Recording], failures: list[Failure], out: Path,
                  untimed: set[str] | None = None):
         self.failures = failures
         self.ok: list[str] = []
         self.untimed = untimed or set()
         self.night = settings.sampling.night or infer_night(recordings)
         self.db: Any = None
+        self._lock: dict[str, Any] | None = None
+        self._beat = time.monotonic()
         if settings.sampling.enabled:
             from speechqa import store as history
 
             self.db = history.open_store(settings.store.db)
+            # one run per night in the store, as one run per OUT (a second one is refused)
+            self._lock = history.lock_night(self.db, self.night, str(out))
         self._pending: list[CallResult] = []
         self.fresh: set[str] = set()  # calls transcribed (or, imported, analysed) by this run
         self.stage_totals: dict[str, float] = {}
@@ -438,6 +443,7 @@ class _Night:
             self.failures.append(outcome)
             return
         self.ok.append(outcome.recording.call_id)
+        self.beat()
         if not outcome.cached:
             self.fresh.add(outcome.recording.call_id)
         for name, seconds in outcome.timings:  # this run's work (a call taken from its part did none)
@@ -456,6 +462,24 @@ class _Night:
             history.save_calls(self.db, self.night, self._pending)
             self._pending = []
             checkpoint("store")  # calls in the store, the night's sample not yet
+
+    def beat(self) -> None:
+        """Tell the store the night's run is alive (a minute apart at most)."""
+        if self._lock is not None and time.monotonic() - self._beat > self.HEARTBEAT_S:
+            from speechqa import store as history
+
+            history.touch_night(self.db, self._lock)
+            self._beat = time.monotonic()
+
+    def __enter__(self) -> _Night:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            from speechqa import store as history
+
+            history.unlock_night(self.db, self._lock)
+            self._lock = None
 
 
 def run_batch(
@@ -480,21 +504,21 @@ def run_batch(
         recordings = found.recordings
         if on_start:
             on_start(recordings)
-        night = _Night(settings, recordings, list(found.failures))
-        for rec, outcome in _execute(recordings, ctx):
-            night.add(outcome)
-            if on_progress:
-                on_progress(rec, outcome)
         m = ctx.model
         model_info = {"name": m.name if m else None, "path": str(m.path) if m else None,
                       "sha256": m.sha256 if m else None, "source": m.source if m else None}
         if m is None and transcriber is not None:  # a test's fake: say so in calls and run.json
             model_info["name"] = transcriber_name(transcriber)
-        return _finish(out, settings, ctx, source=source, recordings=recordings, night=night,
-                       times={}, model_info=model_info, force=force,
-                       started_at=started_at, t_start=t_start,
-                       manifest={"path": str(found.manifest) if found.manifest else None,
-                                 "encoding": found.encoding or None})
+        with _Night(settings, recordings, list(found.failures), out) as night:
+            for rec, outcome in _execute(recordings, ctx):
+                night.add(outcome)
+                if on_progress:
+                    on_progress(rec, outcome)
+            return _finish(out, settings, ctx, source=source, recordings=recordings, night=night,
+                           times={}, model_info=model_info, force=force,
+                           started_at=started_at, t_start=t_start,
+                           manifest={"path": str(found.manifest) if found.manifest else None,
+                                     "encoding": found.encoding or None})
 
 
 def run_transcripts(
@@ -524,26 +548,26 @@ def run_transcripts(
         if on_start:
             on_start(recordings)
         times = {c.recording.call_id: c.times for c in batch.calls}
-        night = _Night(settings, recordings, list(batch.failures),
-                       untimed={c for c, basis in times.items() if basis == "none"})
+        untimed = {c for c, basis in times.items() if basis == "none"}
         per_call_read = read_s / max(len(batch.calls), 1)
-        for call in batch.calls:
-            key = parts.analysis_key(parts.digest(call.turns, call.duration_s, call.times), call.recording,
-                                     settings)
-            outcome: CallResult | Failure | None = _reuse(call.recording, ctx, key)
-            if outcome is None:
-                outcome = analyse_turns(call.recording, call.turns, ctx, duration_s=call.duration_s,
-                                        n_channels=0, audio_fn=None, timings={"read": per_call_read},
-                                        timed=call.times != "none",
-                                        language=call.recording.meta_dict.get("language", "").strip().lower())
-                outcome = _keep(call.recording, ctx, key, outcome)
-            night.add(outcome)
-            if on_progress:
-                on_progress(call.recording, outcome)
-        return _finish(out, settings, ctx, source=Path(file), recordings=recordings, night=night,
-                       times=times,
-                       model_info={"name": IMPORTED_MODEL, "path": None, "sha256": None, "source": str(file)},
-                       force=False, started_at=started_at, t_start=t_start)
+        with _Night(settings, recordings, list(batch.failures), out, untimed) as night:
+            for call in batch.calls:
+                key = parts.analysis_key(parts.digest(call.turns, call.duration_s, call.times), call.recording,
+                                         settings)
+                outcome: CallResult | Failure | None = _reuse(call.recording, ctx, key)
+                if outcome is None:
+                    language = call.recording.meta_dict.get("language", "").strip().lower()
+                    outcome = analyse_turns(call.recording, call.turns, ctx, duration_s=call.duration_s,
+                                            n_channels=0, audio_fn=None, timings={"read": per_call_read},
+                                            timed=call.times != "none", language=language)
+                    outcome = _keep(call.recording, ctx, key, outcome)
+                night.add(outcome)
+                if on_progress:
+                    on_progress(call.recording, outcome)
+            model_info = {"name": IMPORTED_MODEL, "path": None, "sha256": None, "source": str(file)}
+            return _finish(out, settings, ctx, source=Path(file), recordings=recordings, night=night,
+                           times=times, model_info=model_info, force=False, started_at=started_at,
+                           t_start=t_start)
 
 
 CHUNK_CALLS = 64  # calls read back from their parts at a time while the tables are assembled

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,6 +114,15 @@ rule_reviews = sa.Table(
     sa.Column("verdict", sa.String(16)),  # correct | incorrect
     sa.Column("imported_at", sa.String(40)),
 )
+night_locks = sa.Table(  # the night a run is recording now: one run per night (lock_night)
+    "night_locks", META,
+    sa.Column("night", sa.String(10), primary_key=True),
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String(255)),
+    sa.Column("started_at", sa.String(40)),
+    sa.Column("heartbeat_at", sa.String(40)),
+    sa.Column("out", sa.Text),
+)
 schema_version = sa.Table(
     "schema_version", META,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -155,10 +166,15 @@ def _v2(conn: sa.Connection) -> None:
         conn.execute(calls.update().where(calls.c.call_id == sa.bindparam("key")), updates)
 
 
+def _v3(conn: sa.Connection) -> None:
+    night_locks.create(conn)
+
+
 # Ordered migrations: (version, description, step). Add new ones at the end; never edit old ones.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "calls, rule results, samples, reviews", _v1),
     (2, "calls: n_interruptions_agent, longest_silence_s, hold_s as columns", _v2),
+    (3, "night_locks: the run recording a night", _v3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _PG_MIGRATION_LOCK = 0x5EEC4A  # advisory lock key: one process migrates a PostgreSQL store at a time
@@ -380,6 +396,68 @@ def save_calls(store: Store, night: str, results: Sequence[CallResult]) -> int:
             conn.execute(rule_results.delete().where(rule_results.c.call_id.in_(ids)))
         _upsert(conn, rule_results, rule_rows)
     return len(call_rows)
+
+
+LOCK_STALE_S = 2 * 3600  # a lock held from another host with no heartbeat this long is taken over
+
+
+def lock_night(store: Store, night: str, out: str) -> dict[str, Any]:
+    """Take the night for this process: a second run recording the same night in the same
+    store is refused with LockedError naming the holder (pid, host, start, its OUT). A lock
+    whose process is gone (this host), or whose heartbeat stopped LOCK_STALE_S ago (another
+    host), is taken over. Returns the lock row; release it with :func:`unlock_night`."""
+    from speechqa.errors import LockedError
+    from speechqa.files import process_alive
+
+    night = _night(night)
+    host = socket.gethostname()
+    me: dict[str, Any] = {"night": night, "pid": os.getpid(), "host": host, "started_at": _now(),
+          "heartbeat_at": _now(), "out": out}
+    where = night_locks.c.night == night
+    with _errors(describe(store), "lock the night"):
+        for _ in range(3):
+            try:
+                with _write(store.engine) as conn:
+                    held = conn.execute(sa.select(night_locks).where(where)).mappings().first()
+                    if held is not None:
+                        if not _stale(dict(held), host, process_alive):
+                            raise LockedError(
+                                f"night {night} in {describe(store)}: another run is recording it (pid "
+                                f"{held['pid']} on {held['host']}, started {held['started_at']}, writing "
+                                f"{held['out']}); wait for it to finish")
+                        conn.execute(night_locks.delete().where(where))
+                    conn.execute(night_locks.insert().values(**me))
+                return me
+            except sa.exc.IntegrityError:  # another run took it between our read and our insert
+                continue
+    raise LockedError(f"night {night} in {describe(store)}: cannot take the night's lock")
+
+
+def _stale(held: dict[str, Any], host: str, alive: Callable[[int], bool]) -> bool:
+    if held["host"] == host:
+        return not alive(int(held["pid"]))
+    try:
+        beat = datetime.fromisoformat(str(held["heartbeat_at"]))
+    except ValueError:
+        return True
+    return (datetime.now(UTC) - beat).total_seconds() > LOCK_STALE_S
+
+
+def touch_night(store: Store, lock: dict[str, Any]) -> None:
+    """The holder's heartbeat: the lock is alive while it runs."""
+    with _errors(describe(store), "lock the night"), _write(store.engine) as conn:
+        conn.execute(night_locks.update().where(_mine(lock)).values(heartbeat_at=_now()))
+
+
+def unlock_night(store: Store, lock: dict[str, Any]) -> None:
+    with _errors(describe(store), "unlock the night"), _write(store.engine) as conn:
+        conn.execute(night_locks.delete().where(_mine(lock)))
+
+
+def _mine(lock: dict[str, Any]) -> Any:
+    c = night_locks.c
+    return (c.night == lock["night"]) & (c.pid == lock["pid"]) & (c.host == lock["host"]) & (
+        c.started_at == lock["started_at"])
 
 
 def _frame(store: Store, table: sa.Table, since: str | None, until: str | None) -> pd.DataFrame:

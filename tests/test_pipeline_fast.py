@@ -132,3 +132,23 @@ def test_kill_9_at_any_stage_then_a_rerun_gives_the_uninterrupted_tables(tmp_pat
 
     for ours, theirs in zip(stored(db), stored(tmp_path / "ref.db"), strict=True):
         pd.testing.assert_frame_equal(ours, theirs)  # each call once, as in the uninterrupted run
+
+
+def test_a_second_run_on_the_same_night_in_the_store_is_refused(tmp_path):
+    import socket
+
+    from speechqa import store as history
+    from speechqa.errors import LockedError
+
+    db = history.open_store(str(tmp_path / "qa.db"))
+    held = history.lock_night(db, "2026-11-30", str(tmp_path / "first"))  # a live run: this process
+    settings = _night(None, tmp_path / "cache", tmp_path / "qa.db")
+    import dataclasses
+
+    settings = dataclasses.replace(settings, sampling=dataclasses.replace(settings.sampling, night="2026-11-30"))
+    with pytest.raises(LockedError, match=rf"night 2026-11-30 .*pid \d+ on {socket.gethostname()}"):
+        run_batch(FIXTURE_CALLS, tmp_path / "second", settings, transcriber=ScriptedTranscriber(FIXTURE_CALLS))
+    assert not (tmp_path / "second" / "calls.csv").exists()
+    history.unlock_night(db, held)
+    run_batch(FIXTURE_CALLS, tmp_path / "second", settings, transcriber=ScriptedTranscriber(FIXTURE_CALLS))
+    assert (tmp_path / "second" / "calls.csv").exists()

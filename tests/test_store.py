@@ -110,7 +110,7 @@ def columns(engine: sa.Engine, table: str) -> set[str]:
 
 
 def test_a_new_store_has_every_migration_and_the_tables_the_code_expects(store):
-    assert history.current_version(store) == history.SCHEMA_VERSION == 2
+    assert history.current_version(store) == history.SCHEMA_VERSION == 3
     assert [v for v, _ in versions(store)] == [v for v, _, _ in history.MIGRATIONS]
     # the migrations, replayed from version 1, build exactly the tables the queries use
     for table in history.META.sorted_tables:
@@ -135,7 +135,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_calls(db, reopen):
     old.dispose()
 
     store = reopen()
-    assert history.current_version(store) == 2
+    assert history.current_version(store) == 3
     row = history.calls_frame(store).iloc[0]
     assert (row.call_id, row.hold_s, row.n_interruptions_agent) == ("old1", 12.5, 3)
     assert row.longest_silence_s is None or row.longest_silence_s != row.longest_silence_s  # NULL
@@ -150,8 +150,8 @@ def test_a_failed_migration_leaves_the_store_as_it_was(db, reopen, monkeypatch):
         sa.Table("scratch", sa.MetaData(), sa.Column("x", sa.Integer)).create(conn)
         history._add_columns(conn, history.calls, ["hold_s"])  # added by version 2 already: fails
 
-    monkeypatch.setattr(history, "MIGRATIONS", (*history.MIGRATIONS, (3, "broken", broken)))
-    monkeypatch.setattr(history, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(history, "MIGRATIONS", (*history.MIGRATIONS, (4, "broken", broken)))
+    monkeypatch.setattr(history, "SCHEMA_VERSION", 4)
     with pytest.raises(StoreError, match=r"cannot open the history store \(.*hold_s"):
         reopen()
 
@@ -368,3 +368,51 @@ def test_a_bad_review_row_is_refused_and_nothing_is_written(store, row, message)
         history.import_reviews(store, [{"call_id": "c1", "reviewer": "ok", "verdict": "agree"}, row])
     assert str(err.value) == message
     assert count(store, history.call_reviews) == 0 and count(store, history.rule_reviews) == 0
+
+
+# --- night locks ----------------------------------------------------------------------------
+
+
+def _held_by(store, **row):
+    import socket
+
+    values = {"night": NIGHT, "pid": os.getpid(), "host": socket.gethostname(),
+              "started_at": "2026-11-22T23:00:00+00:00", "heartbeat_at": history._now(), "out": "/elsewhere"} | row
+    with store.engine.begin() as conn:
+        conn.execute(history.night_locks.insert().values(**values))
+
+
+def test_a_night_held_by_a_live_run_is_refused_naming_the_holder(store):
+    import socket
+
+    from speechqa.errors import LockedError
+
+    _held_by(store)  # this very process: alive
+    with pytest.raises(LockedError) as err:
+        history.lock_night(store, NIGHT, "/out")
+    message = str(err.value)
+    for part in (NIGHT, f"pid {os.getpid()}", socket.gethostname(), "2026-11-22T23:00:00+00:00", "/elsewhere"):
+        assert part in message
+    _held_by(store, night="2026-11-23", host="other-host")  # another host, heartbeat just now
+    with pytest.raises(LockedError, match="other-host"):
+        history.lock_night(store, "2026-11-23", "/out")
+
+
+def test_a_stale_night_lock_is_taken_over_and_released_by_its_holder(store):
+    import subprocess
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    _held_by(store, pid=int(gone.stdout))  # a run on this host that died (kill -9)
+    lock = history.lock_night(store, NIGHT, "/out")
+    assert lock["pid"] == os.getpid()
+    old = (datetime.now(UTC) - timedelta(seconds=history.LOCK_STALE_S + 60)).isoformat(timespec="seconds")
+    _held_by(store, night="2026-11-23", host="other-host", heartbeat_at=old)  # no heartbeat for hours
+    other = history.lock_night(store, "2026-11-23", "/out")
+    history.touch_night(store, other)
+    history.unlock_night(store, lock)
+    history.unlock_night(store, other)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(history.night_locks)).all() == []
