@@ -46,6 +46,8 @@ bench: install
 	$(BIN)/python bench/bench_asr.py
 	$(BIN)/python bench/bench_real.py --sets real_tune,real_report,dev
 	$(BIN)/python bench/bench_long.py --hours 3
+	$(BIN)/python bench/bench_long.py --hours 3 --real
+	$(BIN)/python bench/bench_night.py --calls 500,2000,10000
 
 clean:
 	rm -rf out .pytest_cache

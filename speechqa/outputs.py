@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -217,6 +217,25 @@ def calls_frame(
     return _frame(rows, CALL_COLUMNS + meta_columns, dtypes)
 
 
+def assemble_calls(parts: Iterable[pd.DataFrame], failures: Iterable[Failure], recordings: Sequence[Recording],
+                   model_name: str) -> pd.DataFrame:
+    """The calls table from the processed calls' :func:`calls_frame` parts (a night is read a
+    few calls at a time) and a row for every other recording: the same table, in the same row
+    and column order, as one :func:`calls_frame` over them all."""
+    frames = [f for f in parts if len(f)]
+    done = {c for f in frames for c in f.call_id}
+    rest = calls_frame({}, failures, [r for r in recordings if r.call_id not in done], model_name)
+    meta: list[str] = []
+    for rec in recordings:
+        meta.extend(k for k, _ in rec.meta if k not in CALL_COLUMNS and k not in meta)
+    df = pd.concat([*frames, rest], ignore_index=True) if frames else rest
+    for column in meta:
+        df[column] = df[column].astype("string")
+    order = {r.call_id: i for i, r in enumerate(recordings)}
+    df = df.iloc[df.call_id.map(order).argsort(kind="stable")].reset_index(drop=True)
+    return df[CALL_COLUMNS + meta]
+
+
 def events_frame(results: Iterable[CallResult]) -> pd.DataFrame:
     """One row per silence, hold, overlap, interruption, escalation and redaction."""
     rows = [
@@ -293,7 +312,8 @@ def _frame(rows: list[dict[str, Any]], columns: list[str], dtypes: dict[str, str
     df = pd.DataFrame(rows, columns=columns)
     for column, dtype in dtypes.items():
         df[column] = df[column].astype(dtype)
-    for column in columns:
-        if column not in dtypes and df[column].dtype == object:
+    for column in columns:  # text is pandas' "string" (pd.NA), however a chunk of rows inferred it
+        text = df[column].dtype == object or isinstance(df[column].dtype, pd.StringDtype)
+        if column not in dtypes and text:
             df[column] = df[column].astype("string")
     return df

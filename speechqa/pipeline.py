@@ -608,12 +608,13 @@ def _finish(
     order = {rec.call_id: i for i, rec in enumerate(recordings)}
     store = parts.PartStore(out / parts.PARTS_DIR)
     results = parts.Results(store, sorted(night.ok, key=order.__getitem__))
+    model = model_info["name"]
 
     counts = dict.fromkeys(("transcribed", "cached", "untimed", "turns", "flagged_turns",
                             "lexicon_corrections", "redactions", "events"), 0)
     audio_seconds = 0.0
     stage_totals = dict(night.stage_totals)
-    call_rows: dict[str, dict[str, Any]] = {}
+    call_parts: list[Any] = []  # the calls table, a chunk of processed calls at a time
     failed_rules, threats = [], []
     # every table, and the QA sample's files, replace the last run's together or not at all
     # (a full disk half way leaves the last night's set whole)
@@ -631,9 +632,12 @@ def _finish(
                 rules.append(rr)
                 failed_rules.append(rr[rr.outcome == "fail"])
                 clip_table.append(clips.clips_frame(chunk, settings.clips))
+                rows = {r.recording.call_id: outputs.call_row(r) for r in chunk}
+                for call_id, row in rows.items():
+                    row["cached"] = call_id not in night.fresh
+                call_parts.append(outputs.calls_frame(rows, (), [r.recording for r in chunk], model))
                 for r in chunk:
                     cached = r.recording.call_id not in night.fresh
-                    call_rows[r.recording.call_id] = outputs.call_row(r) | {"cached": cached}
                     basis = times.get(r.recording.call_id)
                     counts["transcribed"] += not (cached or imported)
                     counts["cached"] += cached
@@ -646,9 +650,9 @@ def _finish(
                     if basis != "none":
                         audio_seconds += r.duration_s
             checkpoint("tables")  # the big tables in their temp files, none renamed
-        calls_df = _with_times(outputs.calls_frame(call_rows, failures, all_recordings, model_info["name"]),
+        calls_df = _with_times(outputs.assemble_calls(call_parts, failures, all_recordings, model),
                                times, imported)
-        del call_rows
+        del call_parts
         outputs.write_table(calls_df, out, "calls")
         agents = outputs.scorecards_frame(calls_df, ["agent_id", "agent_name", "team"])
         outputs.write_table(agents, out, "agents")

@@ -145,7 +145,8 @@ def test_a_second_run_on_the_same_night_in_the_store_is_refused(tmp_path):
     settings = _night(None, tmp_path / "cache", tmp_path / "qa.db")
     import dataclasses
 
-    settings = dataclasses.replace(settings, sampling=dataclasses.replace(settings.sampling, night="2026-11-30"))
+    night = dataclasses.replace(settings.sampling, night="2026-11-30")
+    settings = dataclasses.replace(settings, sampling=night)
     with pytest.raises(LockedError, match=rf"night 2026-11-30 .*pid \d+ on {socket.gethostname()}"):
         run_batch(FIXTURE_CALLS, tmp_path / "second", settings, transcriber=ScriptedTranscriber(FIXTURE_CALLS))
     assert not (tmp_path / "second" / "calls.csv").exists()

@@ -377,7 +377,8 @@ def _held_by(store, **row):
     import socket
 
     values = {"night": NIGHT, "pid": os.getpid(), "host": socket.gethostname(),
-              "started_at": "2026-11-22T23:00:00+00:00", "heartbeat_at": history._now(), "out": "/elsewhere"} | row
+              "started_at": "2026-11-22T23:00:00+00:00", "heartbeat_at": history._now(),
+              "out": "/elsewhere"} | row
     with store.engine.begin() as conn:
         conn.execute(history.night_locks.insert().values(**values))
 
