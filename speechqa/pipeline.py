@@ -16,6 +16,7 @@ after ASR) and ``_finish`` (tables, QA sample, history store, run.json).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import platform
@@ -411,6 +412,29 @@ def _versions() -> dict[str, str]:
     return found
 
 
+@functools.cache
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def release_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere a no-op).
+
+    Each call's audio and analysis are freed when it is done, but glibc keeps the freed pages,
+    fragmented between the next calls' allocations, so a long night's RSS would creep up
+    (bench/bench_night.py) although nothing of the calls is held."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 class _Night:
     """A run's outcomes as they come in: failures, the processed call_ids, and each finished
     call written to the history store (in small batches, idempotently: a rerun rewrites the
@@ -454,6 +478,8 @@ class _Night:
             self._pending.append(outcome)
             if len(self._pending) >= self.STORE_BATCH:
                 self.flush()
+        if len(self.ok) % self.STORE_BATCH == 0:
+            release_memory()
 
     def flush(self) -> None:
         if self.db is not None and self._pending:
@@ -632,6 +658,7 @@ def _finish(
                 rules.append(rr)
                 failed_rules.append(rr[rr.outcome == "fail"])
                 clip_table.append(clips.clips_frame(chunk, settings.clips))
+                release_memory()
                 rows = {r.recording.call_id: outputs.call_row(r) for r in chunk}
                 for call_id, row in rows.items():
                     row["cached"] = call_id not in night.fresh
