@@ -184,6 +184,10 @@ class BatchSettings:
     cache_dir: str = ""  # empty: OUT/.cache
     manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
     allow_outside: bool = False  # a manifest row may name a file outside its folder (.., links, absolute)
+    executor: str = "local"  # local: worker threads sharing one model | process: one model per process
+
+
+EXECUTORS = ("local", "process")
 
 
 @dataclass(frozen=True)
@@ -321,6 +325,7 @@ def validate(settings: Settings) -> Settings:
         (a.vad_speech_pad_ms >= 0, "[asr] vad_speech_pad_ms must be >= 0"),
         (a.cpu_threads >= 0, "[asr] cpu_threads must be >= 0"),
         (a.workers >= 0, "[asr] workers must be >= 0"),
+        (settings.batch.executor in EXECUTORS, f"[batch] executor must be {' or '.join(EXECUTORS)}"),
         (a.batch_size >= 0, "[asr] batch_size must be >= 0"),
         (1 <= a.chunk_s <= 30, "[asr] chunk_s must be between 1 and 30"),
         (a.language == "auto" or a.language in whisper_languages(),

@@ -22,7 +22,14 @@ import math
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,7 +113,8 @@ def make_context(settings: Settings, out: Path, *, force: bool = False, audio: b
     model: ModelInfo | None = None
     device, compute_type, workers, threads = "", "", 1, 1
     lexicon = None
-    if audio and transcriber is not None:
+    if audio and transcriber is not None:  # a stand-in for Whisper: workers as on a CPU
+        workers, threads = asr.resolve_workers("cpu", settings.asr.workers, settings.asr.cpu_threads)
         lexicon = lexicon_for(settings.lexicon)
     elif audio:
         model = read_model(Path(settings.asr.model))  # a missing model stops an audio run here
@@ -369,34 +377,64 @@ def _event_order(e: Event) -> tuple[float, str, str]:
 
 
 def _execute(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Recording, CallResult | Failure]]:
-    """Local executor: ``ctx.workers`` threads (the model releases the GIL while it runs).
+    """Map ``process_recording`` over the night with ``[batch] executor``; outcomes come back
+    as calls finish, in any order (the tables are assembled in batch order).
 
-    Outcomes come back as calls finish. Another executor (processes, Ray) only has to map
-    ``process_recording`` over the same records.
+    - ``local``: ``ctx.workers`` threads sharing one model (CTranslate2 releases the GIL);
+    - ``process``: ``ctx.workers`` processes, one model each (the Python stages after ASR run
+      in parallel too).
+
+    Each worker writes its calls' parts and the shared transcript cache, so the outputs are
+    the same whichever executor runs.
     """
     if ctx.workers <= 1 or len(recordings) <= 1:
         for rec in recordings:
             yield rec, process_recording(rec, ctx)
         return
+    pool: Executor
+    if ctx.settings.batch.executor == "process":
+        import multiprocessing
+
+        # spawned, not forked: the parent may hold threads and CTranslate2 state; each worker
+        # is given the context once and loads its own model
+        pool = ProcessPoolExecutor(max_workers=ctx.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(dataclasses.replace(ctx, workers=1),))
+        task: Callable[[Recording], CallResult | Failure] = _in_worker
+    else:
+        pool = ThreadPoolExecutor(max_workers=ctx.workers, thread_name_prefix="speechqa")
+        task = functools.partial(process_recording, ctx=ctx)
     todo = iter(recordings)
-    with ThreadPoolExecutor(max_workers=ctx.workers, thread_name_prefix="speechqa") as pool:
+    with pool:
         # a few calls in flight per worker, not the whole night: a finished call's result is
         # handed on and dropped, so memory stays that of the calls being worked on
         running: dict[Future[CallResult | Failure], Recording] = {}
         try:
             for rec in itertools.islice(todo, 2 * ctx.workers):
-                running[pool.submit(process_recording, rec, ctx)] = rec
+                running[pool.submit(task, rec)] = rec
             while running:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     rec = running.pop(future)
                     for following in itertools.islice(todo, 1):
-                        running[pool.submit(process_recording, following, ctx)] = following
+                        running[pool.submit(task, following)] = following
                     yield rec, future.result()
         except BaseException:
             for future in running:
                 future.cancel()
             raise
+
+
+_WORKER: Context | None = None  # a process worker's context (executor = process)
+
+
+def _start_worker(ctx: Context) -> None:
+    global _WORKER
+    _WORKER = ctx
+
+
+def _in_worker(rec: Recording) -> CallResult | Failure:
+    assert _WORKER is not None, "a process worker without its context"
+    return process_recording(rec, _WORKER)
 
 
 def _versions() -> dict[str, str]:
