@@ -52,6 +52,8 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Transcribe again even when a cached transcript exists.")
 @click.option("--executor", type=click.Choice(["local", "process"]),
               help="local: worker threads sharing one model (default); process: one model per process.")
+@click.option("--shard", help="This run's share of a night split across machines (any label, e.g. 2of4): "
+              "shards of one night run at once into one store.")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path),
               help="Scorecard TOML (default: the shipped Mandarin service scorecard).")
 @click.option("--db", help="History database: a SQLite file or a postgresql:// URL (default speechqa.db).")
@@ -60,7 +62,7 @@ def main() -> None:
               help="Write customer phone, ID, card numbers and e-mails unmasked (recorded in run.json).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary (for cron); errors only.")
 def run(input_path, transcripts, out, config_path, model, device, compute_type, language, beam_size,
-        cache_dir, force, executor, rules_path, db, night, keep_pii, quiet):
+        cache_dir, force, executor, shard, rules_path, db, night, keep_pii, quiet):
     """Transcribe a folder of recordings (or a manifest CSV) into OUT, or analyse already
     transcribed calls (--transcripts FILE).
 
@@ -93,7 +95,7 @@ def run(input_path, transcripts, out, config_path, model, device, compute_type, 
     overrides = {
         "asr": {k: v for k, v in asr_flags.items() if v is not None},
         "batch": {k: v for k, v in {"cache_dir": str(cache_dir) if cache_dir else None,
-                                    "executor": executor}.items() if v is not None},
+                                    "executor": executor, "shard": shard}.items() if v is not None},
         "text": {"redact_pii": False} if keep_pii else {},
         "compliance": {"rules": str(rules_path)} if rules_path else {},
         "store": {"db": db} if db else {},

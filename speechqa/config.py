@@ -185,6 +185,7 @@ class BatchSettings:
     manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
     allow_outside: bool = False  # a manifest row may name a file outside its folder (.., links, absolute)
     executor: str = "local"  # local: worker threads sharing one model | process: one model per process
+    shard: str = ""  # this run's share of a night split across runs (any label); empty: the whole night
 
 
 EXECUTORS = ("local", "process")

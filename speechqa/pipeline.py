@@ -495,7 +495,7 @@ class _Night:
 
             self.db = history.open_store(settings.store.db)
             # one run per night in the store, as one run per OUT (a second one is refused)
-            self._lock = history.lock_night(self.db, self.night, str(out))
+            self._lock = history.lock_night(self.db, self.night, str(out), settings.batch.shard)
         self._pending: list[CallResult] = []
         self.fresh: set[str] = set()  # calls transcribed (or, imported, analysed) by this run
         self.stage_totals: dict[str, float] = {}

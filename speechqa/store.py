@@ -114,9 +114,10 @@ rule_reviews = sa.Table(
     sa.Column("verdict", sa.String(16)),  # correct | incorrect
     sa.Column("imported_at", sa.String(40)),
 )
-night_locks = sa.Table(  # the night a run is recording now: one run per night (lock_night)
+night_locks = sa.Table(  # the runs recording a night now: one per night, or one per shard (lock_night)
     "night_locks", META,
     sa.Column("night", sa.String(10), primary_key=True),
+    sa.Column("shard", sa.String(100), primary_key=True),  # "": the whole night
     sa.Column("pid", sa.Integer),
     sa.Column("host", sa.String(255)),
     sa.Column("started_at", sa.String(40)),
@@ -178,6 +179,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _PG_MIGRATION_LOCK = 0x5EEC4A  # advisory lock key: one process migrates a PostgreSQL store at a time
+_PG_NIGHT_LOCK = 0x5EEC4B  # ... and one run takes a night's lock at a time
 
 
 @dataclass(frozen=True)
@@ -401,36 +403,43 @@ def save_calls(store: Store, night: str, results: Sequence[CallResult]) -> int:
 LOCK_STALE_S = 2 * 3600  # a lock held from another host with no heartbeat this long is taken over
 
 
-def lock_night(store: Store, night: str, out: str) -> dict[str, Any]:
-    """Take the night for this process: a second run recording the same night in the same
-    store is refused with LockedError naming the holder (pid, host, start, its OUT). A lock
-    whose process is gone (this host), or whose heartbeat stopped LOCK_STALE_S ago (another
-    host), is taken over. Returns the lock row; release it with :func:`unlock_night`."""
+def lock_night(store: Store, night: str, out: str, shard: str = "") -> dict[str, Any]:
+    """Take the night (or one ``shard`` of it) for this process. A run of the whole night
+    conflicts with any other run of that night in the store; a shard's run with a run of the
+    whole night or of the same shard. A conflict is refused with LockedError naming the holder
+    (pid, host, start, its OUT). A lock whose process is gone (this host), or whose heartbeat
+    stopped LOCK_STALE_S ago (another host), is taken over. Returns the lock row; release it
+    with :func:`unlock_night`."""
     from speechqa.errors import LockedError
     from speechqa.files import process_alive
 
     night = _night(night)
     host = socket.gethostname()
-    me: dict[str, Any] = {"night": night, "pid": os.getpid(), "host": host, "started_at": _now(),
-          "heartbeat_at": _now(), "out": out}
-    where = night_locks.c.night == night
+    me: dict[str, Any] = {"night": night, "shard": shard, "pid": os.getpid(), "host": host,
+                          "started_at": _now(), "heartbeat_at": _now(), "out": out}
+    c = night_locks.c
+    where = (c.night == night) if not shard else (c.night == night) & c.shard.in_(["", shard])
+    what = f"night {night}" + (f" shard {shard}" if shard else "")
     with _errors(describe(store), "lock the night"):
         for _ in range(3):
             try:
                 with _write(store.engine) as conn:
-                    held = conn.execute(sa.select(night_locks).where(where)).mappings().first()
-                    if held is not None:
+                    if conn.dialect.name == "postgresql":  # two shards' runs check and insert in turn
+                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_NIGHT_LOCK)))
+                    for held in conn.execute(sa.select(night_locks).where(where)).mappings().all():
                         if not _stale(dict(held), host, process_alive):
+                            theirs = f" (shard {held['shard']})" if held["shard"] else " (the whole night)"
                             raise LockedError(
-                                f"night {night} in {describe(store)}: another run is recording it (pid "
+                                f"{what} in {describe(store)}: another run is recording it{theirs}: pid "
                                 f"{held['pid']} on {held['host']}, started {held['started_at']}, writing "
-                                f"{held['out']}); wait for it to finish")
-                        conn.execute(night_locks.delete().where(where))
+                                f"{held['out']}; wait for it to finish")
+                        stale = (c.night == night) & (c.shard == held["shard"])
+                        conn.execute(night_locks.delete().where(stale))
                     conn.execute(night_locks.insert().values(**me))
                 return me
             except sa.exc.IntegrityError:  # another run took it between our read and our insert
                 continue
-    raise LockedError(f"night {night} in {describe(store)}: cannot take the night's lock")
+    raise LockedError(f"{what} in {describe(store)}: cannot take the night's lock")
 
 
 def _stale(held: dict[str, Any], host: str, alive: Callable[[int], bool]) -> bool:
@@ -456,8 +465,8 @@ def unlock_night(store: Store, lock: dict[str, Any]) -> None:
 
 def _mine(lock: dict[str, Any]) -> Any:
     c = night_locks.c
-    return (c.night == lock["night"]) & (c.pid == lock["pid"]) & (c.host == lock["host"]) & (
-        c.started_at == lock["started_at"])
+    return (c.night == lock["night"]) & (c.shard == lock["shard"]) & (c.pid == lock["pid"]) & (
+        c.host == lock["host"]) & (c.started_at == lock["started_at"])
 
 
 def _frame(store: Store, table: sa.Table, since: str | None, until: str | None) -> pd.DataFrame:

@@ -376,7 +376,7 @@ def test_a_bad_review_row_is_refused_and_nothing_is_written(store, row, message)
 def _held_by(store, **row):
     import socket
 
-    values = {"night": NIGHT, "pid": os.getpid(), "host": socket.gethostname(),
+    values = {"night": NIGHT, "shard": "", "pid": os.getpid(), "host": socket.gethostname(),
               "started_at": "2026-11-22T23:00:00+00:00", "heartbeat_at": history._now(),
               "out": "/elsewhere"} | row
     with store.engine.begin() as conn:
@@ -417,3 +417,20 @@ def test_a_stale_night_lock_is_taken_over_and_released_by_its_holder(store):
     history.unlock_night(store, other)
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(history.night_locks)).all() == []
+
+
+def test_shards_of_a_night_run_together_but_never_beside_the_whole_night(store):
+    from speechqa.errors import LockedError
+
+    one = history.lock_night(store, NIGHT, "/out/1", shard="1of2")
+    two = history.lock_night(store, NIGHT, "/out/2", shard="2of2")  # another shard: at the same time
+    with pytest.raises(LockedError, match=r"shard 2of2 .*\(shard 2of2\): pid"):
+        history.lock_night(store, NIGHT, "/out/again", shard="2of2")
+    with pytest.raises(LockedError, match=rf"night {NIGHT} in .*\(shard 1of2\)"):
+        history.lock_night(store, NIGHT, "/out/all")  # the whole night while its shards run
+    history.unlock_night(store, one)
+    history.unlock_night(store, two)
+    whole = history.lock_night(store, NIGHT, "/out/all")
+    with pytest.raises(LockedError, match=r"\(the whole night\)"):
+        history.lock_night(store, NIGHT, "/out/1", shard="1of2")
+    history.unlock_night(store, whole)
