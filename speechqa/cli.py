@@ -50,8 +50,12 @@ def main() -> None:
 @click.option("--cache-dir", type=click.Path(path_type=Path),
               help="Transcript cache (default OUT/.cache).")
 @click.option("--force", is_flag=True, help="Transcribe again even when a cached transcript exists.")
-@click.option("--executor", type=click.Choice(["local", "process"]),
-              help="local: worker threads sharing one model (default); process: one model per process.")
+@click.option("--executor", type=click.Choice(["local", "process", "ray"]),
+              help="local: worker threads sharing one model (default); process: one model per process; "
+              "ray: Ray tasks, on this machine or a cluster (--address).")
+@click.option("--address", "ray_address",
+              help="With --executor ray: auto or ray://host:port joins a running cluster; "
+              "default: a Ray on this machine.")
 @click.option("--shard", help="This run's share of a night split across machines (any label, e.g. 2of4): "
               "shards of one night run at once into one store.")
 @click.option("--rules", "rules_path", type=click.Path(path_type=Path),
@@ -62,7 +66,7 @@ def main() -> None:
               help="Write customer phone, ID, card numbers and e-mails unmasked (recorded in run.json).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary (for cron); errors only.")
 def run(input_path, transcripts, out, config_path, model, device, compute_type, language, beam_size,
-        cache_dir, force, executor, shard, rules_path, db, night, keep_pii, quiet):
+        cache_dir, force, executor, ray_address, shard, rules_path, db, night, keep_pii, quiet):
     """Transcribe a folder of recordings (or a manifest CSV) into OUT, or analyse already
     transcribed calls (--transcripts FILE).
 
@@ -85,7 +89,7 @@ def run(input_path, transcripts, out, config_path, model, device, compute_type, 
                                if input_path is not None else "give INPUT (audio) or --transcripts FILE")
     audio_only = {"--model": model, "--device": device, "--compute-type": compute_type,
                   "--language": language, "--beam-size": beam_size, "--cache-dir": cache_dir,
-                  "--force": force or None, "--executor": executor}
+                  "--force": force or None, "--executor": executor, "--address": ray_address}
     if transcripts is not None and any(v is not None for v in audio_only.values()):
         used = ", ".join(k for k, v in audio_only.items() if v is not None)
         raise click.UsageError(f"{used}: for audio only; --transcripts runs no ASR")
@@ -95,7 +99,8 @@ def run(input_path, transcripts, out, config_path, model, device, compute_type, 
     overrides = {
         "asr": {k: v for k, v in asr_flags.items() if v is not None},
         "batch": {k: v for k, v in {"cache_dir": str(cache_dir) if cache_dir else None,
-                                    "executor": executor, "shard": shard}.items() if v is not None},
+                                    "executor": executor, "ray_address": ray_address,
+                                    "shard": shard}.items() if v is not None},
         "text": {"redact_pii": False} if keep_pii else {},
         "compliance": {"rules": str(rules_path)} if rules_path else {},
         "store": {"db": db} if db else {},

@@ -184,11 +184,12 @@ class BatchSettings:
     cache_dir: str = ""  # empty: OUT/.cache
     manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
     allow_outside: bool = False  # a manifest row may name a file outside its folder (.., links, absolute)
-    executor: str = "local"  # local: worker threads sharing one model | process: one model per process
+    executor: str = "local"  # local: worker threads sharing one model | process: one model per process | ray
+    ray_address: str = ""  # ray: "" starts a Ray on this machine; auto, or ray://host:port, joins a cluster
     shard: str = ""  # this run's share of a night split across runs (any label); empty: the whole night
 
 
-EXECUTORS = ("local", "process")
+EXECUTORS = ("local", "process", "ray")
 
 
 @dataclass(frozen=True)

@@ -387,6 +387,9 @@ def _execute(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Record
     Each worker writes its calls' parts and the shared transcript cache, so the outputs are
     the same whichever executor runs.
     """
+    if ctx.settings.batch.executor == "ray":  # as many at once as the cluster has room for
+        yield from _execute_ray(recordings, ctx)
+        return
     if ctx.workers <= 1 or len(recordings) <= 1:
         for rec in recordings:
             yield rec, process_recording(rec, ctx)
@@ -422,6 +425,44 @@ def _execute(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Record
             for future in running:
                 future.cancel()
             raise
+
+
+def _execute_ray(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Recording, CallResult | Failure]]:
+    """``process_recording`` as Ray tasks: on this machine (``[batch] ray_address`` empty: a
+    Ray started for the run and stopped after it) or on a cluster (``auto``, ``ray://...``).
+    Each task asks for its worker's CPU threads, and a GPU on CUDA; Ray reuses its worker
+    processes, so each keeps its model loaded. On a cluster, OUT, the cache and the model
+    must be on paths every machine sees (a shared file system)."""
+    try:
+        import ray
+    except ImportError:
+        raise SpeechQAError("[batch] executor = ray needs Ray: pip install 'speechqa[ray]'") from None
+    address = ctx.settings.batch.ray_address
+    started = not ray.is_initialized()
+    if started:
+        cpus = None if address else ctx.workers * max(ctx.cpu_threads, 1)  # a local Ray: this run's share
+        ray.init(address=address or None, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        context = ray.put(dataclasses.replace(ctx, workers=1))
+        task = ray.remote(num_cpus=max(ctx.cpu_threads, 1), num_gpus=1 if ctx.device == "cuda" else 0,
+                          max_retries=0)(process_recording)
+        slots = max(1, int(ray.cluster_resources().get("CPU", ctx.workers) // max(ctx.cpu_threads, 1)))
+        todo = iter(recordings)
+        running = {task.remote(rec, context): rec for rec in itertools.islice(todo, 2 * slots)}
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                rec = running.pop(ref)
+                for following in itertools.islice(todo, 1):
+                    running[task.remote(following, context)] = following
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # a worker lost (a machine gone, killed)
+                    outcome = _failure(rec, "executor", exc)
+                yield rec, outcome
+    finally:
+        if started:
+            ray.shutdown()
 
 
 _WORKER: Context | None = None  # a process worker's context (executor = process)
