@@ -238,20 +238,26 @@ def rules_check(rules_file):
 
 
 @main.command()
-@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--night", help="YYYY-MM-DD (default: from the batch's run.json, else the manifest dates).")
+@click.option("--from-store", is_flag=True,
+              help="Sample the whole night from the history store (every shard and machine that recorded "
+              "it), with its agent and team scorecards; needs --night.")
 @click.option("--db", help="History database (default from config: speechqa.db).")
 @click.option("--seed", type=int, help="Sampling seed (default: derived from the night).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Settings file (TOML).")
-def sample(out, night, db, seed, config_path):
+def sample(out, night, from_store, db, seed, config_path):
     """Sample a finished batch's calls for QA review again, into OUT/qa_candidates.*.
 
     `speechqa run` already does this as its last stage; use this to re-sample with other
-    settings. The same inputs and seed give the same sample.
+    settings. The same inputs and seed give the same sample. With --from-store, the night
+    is read from the history store instead of OUT's tables: a night run as shards on several
+    machines (`speechqa run --shard`) is sampled once, as a whole.
 
     \b
     Example:
       speechqa sample out/ --night 2026-11-22 --seed 7
+      speechqa sample /qa/2026-11-22 --from-store --night 2026-11-22 --db postgresql://qa@db/qa
     """
     import json
 
@@ -262,8 +268,21 @@ def sample(out, night, db, seed, config_path):
     from speechqa.store import open_store
 
     overrides = {"store": {"db": db} if db else {}, "sampling": {"seed": seed} if seed is not None else {}}
+    if from_store and not night:
+        raise click.UsageError("--from-store needs --night YYYY-MM-DD")
+    if not from_store and not out.is_dir():
+        raise click.ClickException(f"{out}: no such folder; run 'speechqa run' into it first, "
+                                   "or sample the night with --from-store")
     try:
         settings = load_settings(config_path, overrides=overrides)
+        if from_store:
+            from speechqa.pipeline import sample_from_store
+
+            info = sample_from_store(out, night, settings)
+            layers = ", ".join(f"{k} {v}" for k, v in info["layers"].items())
+            click.echo(f"{info['candidates']} of the {info['calls']} calls of {info['night']} in the store "
+                       f"sampled (seed {info['seed']}): {layers} -> {out}")
+            return
         tables = {}
         for name in ("calls", "rule_results", "events"):
             path = out / f"{name}.parquet"

@@ -766,7 +766,12 @@ def _finish(
         outputs.write_table(outputs.failures_frame(failures), out, "failures")
 
         sampled: dict[str, Any] | None = None
-        if night.db is not None:
+        if night.db is not None and settings.batch.shard:  # one shard is not the night
+            sampled = {"night": night.night, "shard": settings.batch.shard, "candidates": None,
+                       "skipped": "a shard's run does not sample: once every shard of the night has run, "
+                                  f"sample the whole night from the store with `speechqa sample OUT "
+                                  f"--from-store --night {night.night}`"}
+        elif night.db is not None:
             sampled = qa_sample(night.db, out, night.night, settings, calls_df,
                                 _concat(failed_rules, outputs.rule_results_frame([], None)),
                                 _concat(threats, outputs.events_frame([])))
@@ -850,6 +855,28 @@ def infer_night(recordings: list[Recording]) -> str:
         except ValueError:
             continue
     return datetime.now(UTC).date().isoformat()
+
+
+def sample_from_store(out: Path, night: str, settings: Settings) -> dict[str, Any]:
+    """Sample a whole night once from the history store, whichever runs (shards, machines)
+    recorded it, into ``out``: ``qa_candidates`` and the night's ``agents`` and ``teams``
+    scorecards. Refused while a run is still recording the night (store.lock_night)."""
+    from speechqa import store as history
+
+    db = history.open_store(settings.store.db)
+    lock = history.lock_night(db, night, str(out))  # no shard of the night may be running
+    try:
+        calls, rule_results, events = history.night_tables(db, night)
+        if calls.empty:
+            raise SpeechQAError(f"{history.describe(db)}: no calls recorded for night {night}")
+        with all_or_nothing():
+            agents = outputs.scorecards_frame(calls, ["agent_id", "agent_name", "team"])
+            outputs.write_table(agents, out, "agents")
+            outputs.write_table(outputs.scorecards_frame(calls, ["team"]), out, "teams")
+            info = qa_sample(db, out, night, settings, calls, rule_results, events)
+    finally:
+        history.unlock_night(db, lock)
+    return info | {"calls": len(calls), "source": "store"}
 
 
 def qa_sample(db: Any, out: Path, night: str, settings: Settings, calls: Any, rule_results: Any,

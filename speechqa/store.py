@@ -68,6 +68,10 @@ calls = sa.Table(
     sa.Column("n_interruptions_agent", sa.Integer),
     sa.Column("longest_silence_s", sa.Float),
     sa.Column("hold_s", sa.Float),
+    # version 4: what sampling a whole night from the store needs
+    sa.Column("language", sa.String(16)),
+    sa.Column("flags", sa.Text),  # ';'-joined call flags (calls.CALL_FLAGS)
+    sa.Column("escalation_times", sa.Text),  # JSON [[kind, start_s], ...]: the evidence of each
 )
 rule_results = sa.Table(
     "rule_results", META,
@@ -132,7 +136,8 @@ schema_version = sa.Table(
 )
 DATA_TABLES = (calls, rule_results, samples, call_reviews, rule_reviews)
 V2_CALL_COLUMNS = ("n_interruptions_agent", "longest_silence_s", "hold_s")
-LATER_COLUMNS = {"calls": V2_CALL_COLUMNS}
+V4_CALL_COLUMNS = ("language", "flags", "escalation_times")
+LATER_COLUMNS = {"calls": V2_CALL_COLUMNS + V4_CALL_COLUMNS}
 
 
 def _as_first_shipped(table: sa.Table) -> sa.Table:
@@ -171,11 +176,16 @@ def _v3(conn: sa.Connection) -> None:
     night_locks.create(conn)
 
 
+def _v4(conn: sa.Connection) -> None:
+    _add_columns(conn, calls, V4_CALL_COLUMNS)  # calls recorded before stay NULL: rerun a night to fill
+
+
 # Ordered migrations: (version, description, step). Add new ones at the end; never edit old ones.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "calls, rule results, samples, reviews", _v1),
     (2, "calls: n_interruptions_agent, longest_silence_s, hold_s as columns", _v2),
     (3, "night_locks: the run recording a night", _v3),
+    (4, "calls: language, flags, escalation_times (sampling a whole night from the store)", _v4),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _PG_MIGRATION_LOCK = 0x5EEC4A  # advisory lock key: one process migrates a PostgreSQL store at a time
@@ -373,6 +383,9 @@ def _call_row(night: str, r: CallResult, stamp: str) -> dict[str, Any]:
         "metrics": json.dumps(metrics, ensure_ascii=False, sort_keys=True),
         "scorecard_sha256": comp.scorecard_sha256 if comp else None, "updated_at": stamp,
         **{c: metrics.get(c) for c in V2_CALL_COLUMNS},
+        "language": r.language, "flags": ";".join(r.flags),
+        "escalation_times": json.dumps([[e.detail, e.start] for e in r.events if e.type == "escalation"],
+                                       ensure_ascii=False),
     }
 
 
@@ -478,6 +491,38 @@ def _frame(store: Store, table: sa.Table, since: str | None, until: str | None) 
     with _errors(describe(store), f"read {table.name}"), store.engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
     return pd.DataFrame([dict(r) for r in rows], columns=[c.name for c in table.columns])
+
+
+def night_tables(store: Store, night: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A night as the store holds it, from every run (shard) that recorded it: its calls (with
+    their metrics as columns, as in the calls table), their rule results and their escalation
+    events, in the shapes the QA sampler and the scorecards read. Calls in call_id order."""
+    night = _night(night)
+    with _errors(describe(store), "read the night"), store.engine.connect() as conn:
+        query = sa.select(calls).where(calls.c.night == night).order_by(calls.c.call_id)
+        rows = conn.execute(query).mappings().all()
+        ids = [r["call_id"] for r in rows]
+        rules: list[dict[str, Any]] = []
+        for chunk in _chunks(ids):
+            of_chunk = sa.select(rule_results).where(rule_results.c.call_id.in_(chunk))
+            rules.extend(dict(r) for r in conn.execute(of_chunk).mappings())
+    records: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for r in rows:
+        record = dict(r)
+        for key, value in json.loads(record.pop("metrics") or "{}").items():
+            record.setdefault(key, value)
+        record["status"] = "ok"
+        record["escalated"] = bool(record.get("escalations"))
+        records.append(record)
+        for kind, start in json.loads(r["escalation_times"] or "[]"):
+            events.append({"call_id": r["call_id"], "type": "escalation", "detail": kind, "start": start,
+                           "end": start})
+    frame = pd.DataFrame(records)
+    rule_columns = [c.name for c in rule_results.columns]
+    rules_frame = pd.DataFrame(rules, columns=rule_columns).sort_values(["call_id", "item_id"], kind="stable")
+    events_frame = pd.DataFrame(events, columns=["call_id", "type", "detail", "start", "end"])
+    return frame, rules_frame.reset_index(drop=True), events_frame
 
 
 def calls_frame(store: Store, since: str | None = None, until: str | None = None) -> pd.DataFrame:
