@@ -719,8 +719,8 @@ def _finish(
                             "lexicon_corrections", "redactions", "events"), 0)
     audio_seconds = 0.0
     stage_totals = dict(night.stage_totals)
-    call_parts: list[Any] = []  # the calls table, a chunk of processed calls at a time
-    failed_rules, threats = [], []
+    call_parts = _Frames()  # the calls table, a chunk of processed calls at a time
+    failed_rules, threats = _Frames(), _Frames()  # what the QA sampler reads of the night
     # every table, and the QA sample's files, replace the last run's together or not at all
     # (a full disk half way leaves the last night's set whole)
     with all_or_nothing():
@@ -732,16 +732,16 @@ def _finish(
                 words.append(outputs.words_frame(chunk))
                 ev = outputs.events_frame(chunk)
                 events.append(ev)
-                threats.append(ev[ev.type == "escalation"])
+                threats.add(ev[ev.type == "escalation"])
                 rr = outputs.rule_results_frame(chunk, ctx.scorecard)
                 rules.append(rr)
-                failed_rules.append(rr[rr.outcome == "fail"])
+                failed_rules.add(rr[rr.outcome == "fail"])
                 clip_table.append(clips.clips_frame(chunk, settings.clips))
                 release_memory()
                 rows = {r.recording.call_id: outputs.call_row(r) for r in chunk}
                 for call_id, row in rows.items():
                     row["cached"] = call_id not in night.fresh
-                call_parts.append(outputs.calls_frame(rows, (), [r.recording for r in chunk], model))
+                call_parts.add(outputs.calls_frame(rows, (), [r.recording for r in chunk], model))
                 for r in chunk:
                     cached = r.recording.call_id not in night.fresh
                     basis = times.get(r.recording.call_id)
@@ -756,7 +756,7 @@ def _finish(
                     if basis != "none":
                         audio_seconds += r.duration_s
             checkpoint("tables")  # the big tables in their temp files, none renamed
-        calls_df = _with_times(outputs.assemble_calls(call_parts, failures, all_recordings, model),
+        calls_df = _with_times(outputs.assemble_calls(call_parts.parts, failures, all_recordings, model),
                                times, imported)
         del call_parts
         outputs.write_table(calls_df, out, "calls")
@@ -773,8 +773,8 @@ def _finish(
                                   f"--from-store --night {night.night}`"}
         elif night.db is not None:
             sampled = qa_sample(night.db, out, night.night, settings, calls_df,
-                                _concat(failed_rules, outputs.rule_results_frame([], None)),
-                                _concat(threats, outputs.events_frame([])))
+                                failed_rules.frame(outputs.rule_results_frame([], None)),
+                                threats.frame(outputs.events_frame([])))
     store.prune(set(results.call_ids))
 
     stage_totals["write"] = time.perf_counter() - t_write
@@ -821,11 +821,27 @@ def _finish(
     return RunSummary(out=out, results=results, failures=tuple(failures), run_info=info)
 
 
-def _concat(frames: list[Any], empty: Any) -> Any:
-    import pandas as pd
+class _Frames:
+    """Frames that arrive a chunk of calls at a time, joined every ``JOIN`` of them: a night's
+    hundreds of small frames would cost far more than their rows."""
 
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else empty
+    JOIN = 16
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+
+    def add(self, df: Any) -> None:
+        import pandas as pd
+
+        if len(df):
+            self.parts.append(df)
+        if len(self.parts) >= self.JOIN:
+            self.parts = [pd.concat(self.parts, ignore_index=True)]
+
+    def frame(self, empty: Any) -> Any:
+        import pandas as pd
+
+        return pd.concat(self.parts, ignore_index=True) if self.parts else empty
 
 
 def _with_times(calls: Any, times: dict[str, str], imported: bool) -> Any:
