@@ -73,21 +73,31 @@ def _content(path: str) -> str:
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.is_file() else []
     h = hashlib.sha256()
     for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode("utf-8"))
         h.update(f.read_bytes())
     return h.hexdigest() if files else f"missing:{path}"
 
 
-def analysis_key(heard: str, rec: Recording, settings: Settings) -> str:
-    """The key of a call's analysis: ``heard`` (the transcript's own key), the recording, the
-    analysis settings and the files they name, and the code (see the module docstring)."""
+def settings_digest(settings: Settings) -> str:
+    """The run-wide half of every call's :func:`analysis_key`: the analysis settings, the
+    content of the files they name and the code. Computed once per run (pipeline.make_context),
+    not per call: a named sentiment model folder would otherwise be read for every call."""
     sections = {name: dataclasses.asdict(getattr(settings, name)) for name in ANALYSIS_SECTIONS}
     files = {f"{name}.{k}": _content(v) for name, section in sections.items() for k, v in section.items()
              if isinstance(v, str) and (k.endswith("_file") or k in ("user_dict", "model"))}
-    payload = json.dumps(
-        {"format": PART_FORMAT, "code": code_fingerprint(), "heard": heard,
-         "recording": [rec.call_id, str(rec.path), [list(kv) for kv in rec.meta]],
-         "settings": sections, "files": files},
-        sort_keys=True, ensure_ascii=False, default=str)
+    return _json_digest({"format": PART_FORMAT, "code": code_fingerprint(), "settings": sections,
+                         "files": files})
+
+
+def analysis_key(heard: str, rec: Recording, settings_key: str) -> str:
+    """The key of a call's analysis: ``heard`` (the transcript's own key), the recording with
+    its manifest columns, and the run's :func:`settings_digest`."""
+    recording = [rec.call_id, str(rec.path), [list(kv) for kv in rec.meta]]
+    return _json_digest({"heard": heard, "recording": recording, "settings": settings_key})
+
+
+def _json_digest(value: Any) -> str:
+    payload = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -80,6 +80,7 @@ class Context:
     transcriber: Transcriber | None = None
     # where each finished call's part goes (speechqa/parts.py); None: nowhere (no resume)
     parts: Path | None = None
+    settings_key: str = ""  # parts.settings_digest(settings), once per run
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def make_context(settings: Settings, out: Path, *, force: bool = False, audio: b
     scorecard = load_scorecard(settings.compliance.rules or None)  # a broken rules file stops the run
     vocab.preload(settings, scorecard)  # ... and so does a bad vocabulary file (speechqa/vocab.py)
     return Context(settings, model, device, compute_type, cache_dir, lexicon, scorecard, workers, threads,
-                   force, transcriber, out / parts.PARTS_DIR)
+                   force, transcriber, out / parts.PARTS_DIR, parts.settings_digest(settings))
 
 
 def transcriber_name(transcriber: Transcriber | None) -> str:
@@ -152,7 +153,7 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         timings["hash"] = time.perf_counter() - t0
         heard_by = ctx.model.sha256 if ctx.model is not None else transcriber_name(ctx.transcriber)
         key = asr.cache_key(sha, heard_by, ctx.compute_type, ctx.settings.asr)
-        part_key = parts.analysis_key(key, rec, ctx.settings)
+        part_key = parts.analysis_key(key, rec, ctx.settings_key)
         reused = _reuse(rec, ctx, part_key)
         if reused is not None:
             return reused
@@ -658,7 +659,7 @@ def run_transcripts(
         with _Night(settings, recordings, list(batch.failures), out, untimed) as night:
             for call in batch.calls:
                 key = parts.analysis_key(parts.digest(call.turns, call.duration_s, call.times), call.recording,
-                                         settings)
+                                         ctx.settings_key)
                 outcome: CallResult | Failure | None = _reuse(call.recording, ctx, key)
                 if outcome is None:
                     language = call.recording.meta_dict.get("language", "").strip().lower()

@@ -153,3 +153,14 @@ def test_the_tables_do_not_depend_on_how_many_calls_are_assembled_at_once(tmp_pa
         assert (out / f"{name}.csv").read_bytes() == (reference.out / f"{name}.csv").read_bytes(), name
         pd.testing.assert_frame_equal(pd.read_parquet(out / f"{name}.parquet"),
                                       pd.read_parquet(reference.out / f"{name}.parquet"))
+
+
+def test_a_changed_file_that_a_setting_names_analyses_again(tmp_path):
+    terms = tmp_path / "terms.txt"
+    terms.write_text("宽带故障\n", encoding="utf-8")
+    settings = _settings(tmp_path, lexicon={"terms_file": str(terms)})
+    out = tmp_path / "out"
+    _run(out, settings)
+    assert "text" not in _run(out, settings).run_info["timings_s"]  # nothing changed: from the parts
+    terms.write_text("宽带故障\n话费账单\n", encoding="utf-8")  # same setting, new content
+    assert "text" in _run(out, settings).run_info["timings_s"]
