@@ -308,7 +308,7 @@ def analyse_turns(
         events = tuple(sorted((*redactions, *escalations, *metric_events), key=_event_order))
         call_metrics = tuple((dict(call_metrics) | covered).items())
         timings["metrics"] = time.perf_counter() - t0
-        flags = call_flags(covered, turns, language, ctx.scorecard, settings.guards.min_coverage)
+        flags = call_flags(covered, turns, settings.guards.min_coverage)
 
         result = CallResult(
             recording=rec,
@@ -333,14 +333,12 @@ def analyse_turns(
     return result
 
 
-def call_flags(covered: dict[str, Any], turns: Iterable[Turn], language: str, scorecard: Scorecard | None,
-               min_coverage: float) -> tuple[str, ...]:
-    """The call's flags (calls.CALL_FLAGS), from its coverage metrics, turns and language."""
+def call_flags(covered: dict[str, Any], turns: Iterable[Turn], min_coverage: float) -> tuple[str, ...]:
+    """The call's flags (calls.CALL_FLAGS) from its coverage metrics and turns; the scorecard's
+    own, ``language_not_scored``, is set when the call is scored (:func:`_score`)."""
     flags = []
     if coverage.low_coverage(covered, min_coverage):
         flags.append("low_coverage")
-    if scorecard is not None and not scores_language(scorecard, language):
-        flags.append("language_not_scored")
     if covered.get("n_prompt_echo_turns"):
         flags.append("prompt_echo")
     if all(is_unheard(t) for t in turns):
