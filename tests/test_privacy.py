@@ -3,7 +3,9 @@ strings, put into a call's transcript must not appear in any file the run writes
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 import random
 import shutil
 
@@ -61,11 +63,20 @@ def _seed_cache(calls_dir, settings, out):
     asr.save_cached(ctx.cache_dir, key, transcript)
 
 
-def _strings(value) -> list[str]:
+def _strings(value, name: str = "") -> list[str]:
+    """Every text value inside a JSON value or a part's dataclasses, except digests (``key``,
+    ``scoring``, ``*sha256``), whose hex digits would read as numbers by chance."""
+    if name in ("key", "scoring") or name.endswith("sha256"):
+        return []
+    if dataclasses.is_dataclass(value):
+        return [s for f in dataclasses.fields(value) for s in _strings(getattr(value, f.name), f.name)]
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
+        return [s for k, v in value.items() for s in _strings(v, str(k))]
+    if isinstance(value, (list, tuple)):
+        strings = [s for v in value for s in _strings(v, name)]
+        if value and all(isinstance(v, Word) for v in value):
+            strings.append("".join(w.word for w in value))  # a number can be split across words
+        return strings
     return [value] if isinstance(value, str) else []
 
 
@@ -88,6 +99,9 @@ def _everything_written(out) -> list[str]:
             values.extend(str(v) for c in text_columns for v in df[c].dropna())
         elif path.suffix == ".json":
             values.extend(_strings(json.loads(path.read_text(encoding="utf-8"))))
+        elif path.suffix == ".pkl":  # a call's part (OUT/.parts): read as the objects it holds
+            with open(path, "rb") as fh:
+                values.extend(_strings(pickle.load(fh)))
         else:
             values.append(path.read_text(encoding="utf-8", errors="replace"))
     return values
