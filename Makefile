@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_pii.py
 	$(BIN)/python bench/bench_asr.py
+	$(BIN)/python bench/bench_speed.py
 	$(BIN)/python bench/bench_real.py --sets real_tune,real_report,dev
 	$(BIN)/python bench/bench_long.py --hours 3
 	$(BIN)/python bench/bench_long.py --hours 3 --real

@@ -233,6 +233,39 @@ def levels(path: Path, piece_s: float = PIECE_S) -> list[np.ndarray]:
     return meter.levels()
 
 
+LEVELS_FORMAT = 1
+
+
+def _levels_path(cache_dir: Path, audio_sha256: str) -> Path:
+    # the levels depend on the audio and on how it is measured, not on any Whisper setting
+    return Path(cache_dir) / "levels" / audio_sha256[:2] / f"{audio_sha256}-{LEVELS_FORMAT}-{FRAME_S}-{PIECE_S}.npz"
+
+
+def load_levels(cache_dir: Path, audio_sha256: str) -> list[np.ndarray] | None:
+    """The cached frame levels of a recording (as :func:`levels` gave them), or None."""
+    try:
+        with np.load(_levels_path(cache_dir, audio_sha256)) as held:
+            return [held[f"arr_{k}"] for k in range(len(held.files))]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def save_levels(cache_dir: Path, audio_sha256: str, measured: Sequence[np.ndarray]) -> None:
+    """Keep a recording's frame levels beside its transcript, so that analysing it again from
+    the cache decodes no audio (exact float64: the same metrics as from the audio)."""
+    from speechqa.files import private_dir, write_atomic
+
+    private_dir(Path(cache_dir))
+    path = _levels_path(cache_dir, audio_sha256)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, *measured)
+
+    write_atomic(path, write, mode=0o600)
+
+
 # -- speech activity by energy --------------------------------------------------------------
 # A frame is active when its level is clearly above its channel's own noise floor. The ASR
 # stage uses this to find speech Whisper skipped, the metrics stage to time speech sharply.

@@ -15,6 +15,7 @@ after ASR) and ``_finish`` (tables, QA sample, history store, run.json).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -180,6 +181,7 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             timings["asr"] = transcript.asr_seconds
             asr.save_cached(ctx.cache_dir, key, transcript)
             measured = meter.levels()
+            audio.save_levels(ctx.cache_dir, sha, measured)
         stage = "turns"
         t0 = time.perf_counter()
         turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels, ctx.settings.turns,
@@ -188,8 +190,15 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
     except Exception as exc:
         return _failure(rec, stage, exc)
 
-    def levels() -> list[Any]:  # a cached transcript: the levels still come from the audio
-        return measured if measured is not None else audio.levels(rec.path, audio.PIECE_S)
+    def levels() -> list[Any]:  # a cached transcript: the levels kept beside it, or from the audio
+        if measured is not None:
+            return measured
+        kept = audio.load_levels(ctx.cache_dir, sha)
+        if kept is None:
+            kept = audio.levels(rec.path, audio.PIECE_S)
+            with contextlib.suppress(OSError, SpeechQAError):  # only a cache: the call goes on
+                audio.save_levels(ctx.cache_dir, sha, kept)
+        return kept
 
     primed = {}
     for ch in transcript.channels:  # what Whisper was primed with on each channel
