@@ -238,7 +238,8 @@ LEVELS_FORMAT = 1
 
 def _levels_path(cache_dir: Path, audio_sha256: str) -> Path:
     # the levels depend on the audio and on how it is measured, not on any Whisper setting
-    return Path(cache_dir) / "levels" / audio_sha256[:2] / f"{audio_sha256}-{LEVELS_FORMAT}-{FRAME_S}-{PIECE_S}.npz"
+    name = f"{audio_sha256}-{LEVELS_FORMAT}-{FRAME_S}-{PIECE_S}.npz"
+    return Path(cache_dir) / "levels" / audio_sha256[:2] / name
 
 
 def load_levels(cache_dir: Path, audio_sha256: str) -> list[np.ndarray] | None:
