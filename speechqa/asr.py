@@ -264,12 +264,6 @@ def _shifted(s: Segment, offset: float) -> Segment:
 # --- decoding ------------------------------------------------------------------------------
 
 
-def packs(settings: AsrSettings, n_channels: int) -> bool:
-    """Whether a call's channels are decoded together: batched decoding, several channels and
-    one language for the call (``language = auto`` detects it per channel, so each goes alone)."""
-    return settings.pack_channels and settings.batch_size > 0 and n_channels > 1 and settings.language != "auto"
-
-
 def _vad_parameters(settings: AsrSettings) -> dict[str, Any]:
     return {
         "threshold": settings.vad_threshold,
@@ -409,124 +403,12 @@ def _fill_gaps(model, samples: np.ndarray, segments: list[Segment], settings: As
     return sorted(kept + added, key=lambda s: s.start) if added else segments
 
 
-@dataclass(frozen=True)
-class _Chunk:
-    """One VAD chunk of one channel, and where it sits in the packed track (samples)."""
-
-    channel: int
-    start: int  # in the channel
-    end: int
-    at: int  # in the packed track
-
-
-Windows = list[dict[str, float]]  # {"start", "end"} in seconds of the packed track
-
-
-def _pack(samples: np.ndarray, settings: AsrSettings) -> tuple[np.ndarray, list[_Chunk], Windows]:
-    """Every channel's speech (Silero VAD, as the batched pipeline finds it), in time order,
-    one chunk after another in one track, and the windows of at most ``chunk_s`` seconds that
-    Whisper decodes: (track, chunks, windows in track seconds). A window never splits a chunk."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    from speechqa.audio import MODEL_RATE
-
-    vad = VadOptions(**_vad_parameters(settings), max_speech_duration_s=settings.chunk_s)
-    found = sorted((c["start"], ch, c["end"]) for ch in range(len(samples))
-                   for c in get_speech_timestamps(samples[ch], vad))
-    chunks, pieces, windows = [], [], []
-    at, window_start, limit = 0, 0, settings.chunk_s * MODEL_RATE
-    for start, ch, end in found:
-        if at - window_start + end - start > limit and at > window_start:
-            windows.append({"start": window_start / MODEL_RATE, "end": at / MODEL_RATE})
-            window_start = at
-        chunks.append(_Chunk(ch, start, end, at))
-        pieces.append(samples[ch][start:end])
-        at += end - start
-    if at > window_start:
-        windows.append({"start": window_start / MODEL_RATE, "end": at / MODEL_RATE})
-    track = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-    return track, chunks, windows
-
-
-def _unpack(segments: Iterable[Any], chunks: list[_Chunk], n_channels: int) -> list[list[Segment]]:
-    """Each channel's segments, in its own time, from segments decoded on the packed track:
-    each word goes to the chunk its middle falls in, and a window's segment splits where its
-    words change chunk (the segment's scores stay with every part)."""
-    import bisect
-
-    from speechqa.audio import MODEL_RATE
-
-    starts = [c.at / MODEL_RATE for c in chunks]
-    by_channel: list[list[Segment]] = [[] for _ in range(n_channels)]
-
-    def home(t: float) -> _Chunk:
-        return chunks[max(0, bisect.bisect_right(starts, t) - 1)]
-
-    def back(t: float, c: _Chunk) -> float:  # track time -> the chunk's channel's time
-        lo, hi = c.start / MODEL_RATE, c.end / MODEL_RATE
-        return round(min(hi, max(lo, lo + t - c.at / MODEL_RATE)), 3)
-
-    for s in segments:
-        words = list(s.words or ())
-        if not words:
-            if s.text.strip():
-                c = home(s.start)
-                by_channel[c.channel].append(dataclasses.replace(
-                    _segment(s), start=back(s.start, c), end=back(s.end, c), words=()))
-            continue
-        groups: list[tuple[_Chunk, list[Any]]] = []
-        for w in words:
-            c = home((w.start + w.end) / 2)
-            if groups and groups[-1][0] is c:
-                groups[-1][1].append(w)
-            else:
-                groups.append((c, [w]))
-        base = _segment(s)
-        for c, group in groups:
-            mapped = tuple(Word(back(w.start, c), back(w.end, c), w.word, round(w.probability, 4))
-                           for w in group)
-            by_channel[c.channel].append(dataclasses.replace(
-                base, start=mapped[0].start, end=mapped[-1].end, text="".join(w.word for w in group).strip(),
-                words=mapped))
-    return [sorted(segs, key=lambda x: x.start) for segs in by_channel]
-
-
-def transcribe_packed(model, audio: Audio, settings: AsrSettings) -> tuple[ChannelTranscript, ...]:
-    """Whisper on all of a call's channels at once (``pack_channels``): their speech chunks,
-    in time order, share windows, so that a stereo call fills about one window fewer per
-    channel than each channel on its own, for the same words per channel. Then each channel's
-    skipped speech is filled on its own (``fill_gaps``)."""
-    from faster_whisper import BatchedInferencePipeline
-
-    language = settings.language
-    primed = prompt_for(settings, language)
-    track, chunks, windows = _pack(audio.samples, settings)
-    decoded: list[list[Segment]] = [[] for _ in range(audio.n_channels)]
-    if windows:
-        segments, _info = BatchedInferencePipeline(model).transcribe(
-            track, language=language, beam_size=settings.beam_size, batch_size=settings.batch_size,
-            initial_prompt=primed.prompt or None, hotwords=primed.hotwords or None, vad_filter=False,
-            clip_timestamps=windows, word_timestamps=True, no_speech_threshold=None)
-        decoded = _unpack(segments, chunks, audio.n_channels)
-    out = []
-    for ch, segs in enumerate(decoded):
-        if settings.fill_gaps:
-            segs = _fill_gaps(model, audio.samples[ch], segs, settings, language, primed.text)
-        out.append(ChannelTranscript(channel=ch, segments=tuple(segs), language=language,
-                                     language_probability=None))
-    return tuple(out)
-
-
 def transcribe(model, audio: Audio, audio_sha256: str, settings: AsrSettings) -> Transcript:
-    """One ChannelTranscript per channel of ``audio``: all channels packed together
-    (``transcribe_packed``) when the settings allow, else one channel after another."""
+    """One ChannelTranscript per channel of ``audio``."""
     started = time.perf_counter()
-    if packs(settings, audio.n_channels):
-        channels = transcribe_packed(model, audio, settings)
-    else:
-        channels = tuple(
-            transcribe_channel(model, audio.samples[ch], ch, settings) for ch in range(audio.n_channels)
-        )
+    channels = tuple(
+        transcribe_channel(model, audio.samples[ch], ch, settings) for ch in range(audio.n_channels)
+    )
     return Transcript(
         audio_sha256=audio_sha256,
         duration_s=round(audio.duration_s, 3),

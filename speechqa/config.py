@@ -52,7 +52,6 @@ class AsrSettings:
     seed: int = 0  # temperature fallback samples; fixed for reproducible transcripts
     batch_size: int = 8  # VAD chunks decoded together; 0: sequential decoding with fallback
     chunk_s: int = 30  # batched decoding: speech is packed into windows of at most this length
-    pack_channels: bool = False  # batched decoding: all a call's channels share windows (fewer; CER +1 point)
     fill_gaps: bool = True  # transcribe again, alone, speech the batched pass left without words
     workers: int = 0  # calls transcribed at once; 0: one per core on CPU, one on CUDA
     cpu_threads: int = 0  # threads per worker; 0: cores / workers
