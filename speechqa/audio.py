@@ -209,13 +209,11 @@ class LevelMeter:
 
     def __init__(self) -> None:
         self._parts: list[list[np.ndarray]] = []
-        self.sample_rate = 0
 
     def add(self, piece: Audio) -> None:
         hop = max(1, int(round(piece.sample_rate * FRAME_S)))
         if self._parts and piece.samples.shape[1] < hop:
             return  # a tail shorter than a frame: the whole-recording measure drops it too
-        self.sample_rate = piece.sample_rate
         for ch, samples in enumerate(piece.samples):
             if ch == len(self._parts):
                 self._parts.append([])

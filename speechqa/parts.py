@@ -36,7 +36,7 @@ from typing import Any, overload
 from speechqa.calls import CallResult, Recording
 from speechqa.compliance import Scorecard
 from speechqa.config import Settings
-from speechqa.files import checkpoint, private_dir, write_atomic
+from speechqa.files import checkpoint, private_dir, sweep_temp_files, write_atomic
 
 PART_FORMAT = 1
 PARTS_DIR = ".parts"
@@ -124,9 +124,7 @@ class PartStore:
         try:
             with open(self.path(call_id), "rb") as fh:
                 part = pickle.load(fh)
-        except FileNotFoundError:
-            return None
-        except Exception:  # a part from an older speechqa, or damaged: do the call again
+        except Exception:  # none yet, a part from an older speechqa, or damaged: do the call again
             return None
         if not isinstance(part, Part) or part.format != PART_FORMAT or part.call_id != call_id:
             return None
@@ -152,8 +150,8 @@ class PartStore:
 
     def sweep(self) -> None:
         """Remove the temp files a killed run left (only under the run lock)."""
-        for tmp in self.folder.glob("*/.*.tmp"):
-            tmp.unlink(missing_ok=True)
+        for sub in self.folder.glob("*/"):
+            sweep_temp_files(sub)
 
     def prune(self, keep: set[str]) -> int:
         """Remove the parts of calls not in ``keep`` (an earlier night's, in a reused OUT)."""

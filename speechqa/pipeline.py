@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
-    Future,
     ProcessPoolExecutor,
     ThreadPoolExecutor,
     wait,
@@ -181,7 +180,7 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             timings["asr"] = transcript.asr_seconds
             asr.save_cached(ctx.cache_dir, key, transcript)
             measured = meter.levels()
-            audio.save_levels(ctx.cache_dir, sha, measured)
+            _cache_levels(ctx, sha, measured)
         stage = "turns"
         t0 = time.perf_counter()
         turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels, ctx.settings.turns,
@@ -196,8 +195,7 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         kept = audio.load_levels(ctx.cache_dir, sha)
         if kept is None:
             kept = audio.levels(rec.path, audio.PIECE_S)
-            with contextlib.suppress(OSError, SpeechQAError):  # only a cache: the call goes on
-                audio.save_levels(ctx.cache_dir, sha, kept)
+            _cache_levels(ctx, sha, kept)
         return kept
 
     primed = {}
@@ -208,6 +206,13 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
                             audio_fn=levels, asr_seconds=transcript.asr_seconds, cached=cached,
                             audio_sha256=sha, timings=timings, language=transcript.language, prompts=primed)
     return _keep(rec, ctx, part_key, outcome)
+
+
+def _cache_levels(ctx: Context, sha: str, levels: list[Any]) -> None:
+    """Keep a call's frame levels in the cache (audio.save_levels); only a cache, so a write
+    that fails leaves the call as it is (the next run measures them from the audio again)."""
+    with contextlib.suppress(OSError, SpeechQAError):
+        audio.save_levels(ctx.cache_dir, sha, levels)
 
 
 def _transcribe(piece: audio.Audio, sha: str, ctx: Context) -> Transcript:
@@ -414,25 +419,35 @@ def _execute(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Record
     else:
         pool = ThreadPoolExecutor(max_workers=ctx.workers, thread_name_prefix="speechqa")
         task = functools.partial(process_recording, ctx=ctx)
-    todo = iter(recordings)
+    running: dict[Any, Recording] = {}
     with pool:
-        # a few calls in flight per worker, not the whole night: a finished call's result is
-        # handed on and dropped, so memory stays that of the calls being worked on
-        running: dict[Future[CallResult | Failure], Recording] = {}
         try:
-            for rec in itertools.islice(todo, 2 * ctx.workers):
-                running[pool.submit(task, rec)] = rec
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    rec = running.pop(future)
-                    for following in itertools.islice(todo, 1):
-                        running[pool.submit(task, following)] = following
-                    yield rec, future.result()
+            yield from _in_flight(recordings, 2 * ctx.workers, running, lambda rec: pool.submit(task, rec),
+                                  lambda handles: wait(handles, return_when=FIRST_COMPLETED)[0],
+                                  lambda rec, future: future.result())
         except BaseException:
             for future in running:
                 future.cancel()
             raise
+
+
+def _in_flight(recordings: Iterable[Recording], width: int, running: dict[Any, Recording],
+               submit: Callable[[Recording], Any], finished: Callable[[list[Any]], Iterable[Any]],
+               outcome: Callable[[Recording, Any], CallResult | Failure],
+               ) -> Iterator[tuple[Recording, CallResult | Failure]]:
+    """Keep ``width`` calls in flight (``running``: handle -> recording), not the whole night:
+    as each one finishes (``finished`` of the running handles), the next is submitted and the
+    finished call's outcome handed on, so memory stays that of the calls being worked on.
+    The same for a pool's futures and for Ray's object refs."""
+    todo = iter(recordings)
+    for rec in itertools.islice(todo, width):
+        running[submit(rec)] = rec
+    while running:
+        for handle in finished(list(running)):
+            rec = running.pop(handle)
+            for following in itertools.islice(todo, 1):
+                running[submit(following)] = following
+            yield rec, outcome(rec, handle)
 
 
 def _execute_ray(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Recording, CallResult | Failure]]:
@@ -455,19 +470,15 @@ def _execute_ray(recordings: list[Recording], ctx: Context) -> Iterator[tuple[Re
         task = ray.remote(num_cpus=max(ctx.cpu_threads, 1), num_gpus=1 if ctx.device == "cuda" else 0,
                           max_retries=0)(process_recording)
         slots = max(1, int(ray.cluster_resources().get("CPU", ctx.workers) // max(ctx.cpu_threads, 1)))
-        todo = iter(recordings)
-        running = {task.remote(rec, context): rec for rec in itertools.islice(todo, 2 * slots)}
-        while running:
-            done, _ = ray.wait(list(running), num_returns=1)
-            for ref in done:
-                rec = running.pop(ref)
-                for following in itertools.islice(todo, 1):
-                    running[task.remote(following, context)] = following
-                try:
-                    outcome = ray.get(ref)
-                except ray.exceptions.RayError as exc:  # a worker lost (a machine gone, killed)
-                    outcome = _failure(rec, "executor", exc)
-                yield rec, outcome
+
+        def outcome(rec: Recording, ref: Any) -> CallResult | Failure:
+            try:
+                return ray.get(ref)
+            except ray.exceptions.RayError as exc:  # a worker lost (a machine gone, killed)
+                return _failure(rec, "executor", exc)
+
+        yield from _in_flight(recordings, 2 * slots, {}, lambda rec: task.remote(rec, context),
+                              lambda refs: ray.wait(refs, num_returns=1)[0], outcome)
     finally:
         if started:
             ray.shutdown()

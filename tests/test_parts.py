@@ -164,3 +164,27 @@ def test_a_changed_file_that_a_setting_names_analyses_again(tmp_path):
     assert "text" not in _run(out, settings).run_info["timings_s"]  # nothing changed: from the parts
     terms.write_text("宽带故障\n话费账单\n", encoding="utf-8")  # same setting, new content
     assert "text" in _run(out, settings).run_info["timings_s"]
+
+
+def test_a_call_analysed_again_from_the_cache_reads_its_levels_there_not_the_audio(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    first = _run(out, _settings(tmp_path))
+    shutil.rmtree(out / parts.PARTS_DIR)  # no parts: every call is analysed again
+    monkeypatch.setattr(audio, "pieces", _refuse)  # ... with no audio decoded for its levels
+    again = _run(out, _settings(tmp_path))
+    assert again.run_info["counts"]["cached"] == first.run_info["counts"]["ok"] == len(again.results)
+    monkeypatch.undo()
+    fresh = _run(tmp_path / "fresh", _settings(tmp_path / "f"))
+    for name in TABLES:  # the same metrics and events as from the audio
+        assert (out / f"{name}.csv").read_bytes() == (fresh.out / f"{name}.csv").read_bytes(), name
+
+
+def test_without_cached_levels_they_are_measured_from_the_audio_again(tmp_path):
+    out = tmp_path / "out"
+    _run(out, _settings(tmp_path))
+    shutil.rmtree(out / parts.PARTS_DIR)
+    shutil.rmtree(tmp_path / "cache" / "levels")  # a cache from before the levels were kept
+    _run(out, _settings(tmp_path))
+    fresh = _run(tmp_path / "fresh", _settings(tmp_path / "f"))
+    assert (out / "events.csv").read_bytes() == (fresh.out / "events.csv").read_bytes()
+    assert any((tmp_path / "cache" / "levels").rglob("*.npz"))  # kept again for the next run
