@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -523,6 +524,12 @@ def convert_script(text: str, script: str) -> str:
     return _mainland_zhang(converted) if script == "simplified" else converted
 
 
+@functools.lru_cache(maxsize=8)
+def _squashed(phrases: tuple[str, ...]) -> tuple[str, ...]:
+    """``phrases`` squashed (text.squash), those left with any letters or digits."""
+    return tuple(q for q in map(squash, phrases) if q)
+
+
 def guard_flags(text: str, avg_logprob: float, no_speech_prob: float, compression_ratio: float,
                 guards: GuardSettings) -> tuple[str, ...]:
     """Why a turn looks like a hallucination; empty when it does not."""
@@ -534,7 +541,7 @@ def guard_flags(text: str, avg_logprob: float, no_speech_prob: float, compressio
         flags.append("high_compression")
     if no_speech_prob > guards.no_speech_prob_min and avg_logprob < guards.no_speech_logprob_max:
         flags.append("no_speech")
-    if any(squash(p) and squash(p) in squashed for p in guards.junk_phrases):
+    if any(p in squashed for p in _squashed(guards.junk_phrases)):
         flags.append("junk_phrase")
     return tuple(flags)
 

@@ -245,10 +245,7 @@ def normalize(text: str) -> str:
         return ""
     if "," in text:
         text = _THOUSANDS.sub("", text)
-    text = text.translate(_HALF_WIDTH)  # the common case, cheaply; NFKC does the rest
-    if not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
-    text = text.lower()
+    text = fold(text)
     if "[" not in text:
         return " ".join(_normalize_segment(text).split())
     parts = _MASK_SPLIT.split(text)
@@ -514,11 +511,12 @@ PUNCT_RUN = re.compile(f"[{PUNCT_CLASS}]+")
 CLAUSE_BREAKS = frozenset("，。！？；,.!?;")  # what ends a clause in clause text
 _DIGIT_GAP = re.compile(r"(?<=[0-9])\s+(?=[0-9])")  # ASR may say "1 2 3 1 5"
 _SPACE_RUN = re.compile(r"\s+")
+_NOT_ALNUM = re.compile(r"[\W_]+")  # \w is str.isalnum() plus the underscore
 
 
 def fold(text: str) -> str:
     """Half-width (the full-width table, then NFKC) and lower case: every normaliser's first step."""
-    text = text.translate(_HALF_WIDTH)
+    text = text.translate(_HALF_WIDTH)  # the common case, cheaply; NFKC does the rest
     if not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
     return text.lower()
@@ -526,7 +524,7 @@ def fold(text: str) -> str:
 
 def squash(text: str) -> str:
     """Folded letters and digits only: no punctuation, spaces or symbols (CER, junk phrases)."""
-    return "".join(ch for ch in fold(text) if ch.isalnum())
+    return _NOT_ALNUM.sub("", fold(text))
 
 
 def clause_text(text: str) -> str:

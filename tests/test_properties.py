@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from speechqa.compliance.schema import parse_scorecard
 from speechqa.errors import ConfigError, InputError
 from speechqa.ingest import read_manifest
-from speechqa.text import clause_text, fold, normalize
+from speechqa.text import clause_text, fold, normalize, squash
 
 ALPHABET = ("您好请问有什么可以帮一二三四五六七八九十零两幺百千万元号，。！？、 ０１２３４５ＡＢＧ４﹔"
             "0123456789abcXYZ-_/[]()…—·\t\n\u3000")
@@ -28,6 +28,13 @@ def test_normalising_any_text_is_stable(text):
     assert fold(fold(text)) == fold(text)
     assert not any("\uff01" <= ch <= "\uff5e" for ch in once)  # no full-width ASCII left
     clause_text(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40) | TEXT)
+def test_squash_keeps_exactly_the_letters_and_digits(text):
+    # squash is a regex (\W and _): it must keep what str.isalnum() keeps, in any script
+    assert squash(text) == "".join(ch for ch in fold(text) if ch.isalnum())
 
 
 SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-5, 200), st.floats(allow_nan=True),
