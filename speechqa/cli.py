@@ -299,7 +299,47 @@ def sample(out, night, from_store, db, seed, config_path):
     except SpeechQAError as exc:
         raise _fail(exc) from None
     layers = ", ".join(f"{k} {v}" for k, v in info["layers"].items())
-    click.echo(f"{info['candidates']} calls sampled for {info['night']} (seed {info['seed']}): {layers}")
+    click.echo(f"{info['candidates']} calls sampled for {info['night']} (seed {info['seed']}): {layers}; "
+               f"'speechqa report {out}' shows them on the page")
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--db", help="History database for the trends (default from config: speechqa.db).")
+@click.option("--clips", "clips_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="A 'speechqa clips export' folder whose clip files the page links (default OUT/clips).")
+@click.option("--font", help="A CJK font file to embed (default: fontconfig's Chinese font; "
+              "'none' embeds none).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Settings file (TOML).")
+def report(out, db, clips_dir, font, config_path):
+    """Write OUT/report.html, the run's self-contained page, and OUT/qa_report.xlsx.
+
+    `speechqa run` writes both at its end; run this after re-sampling, after exporting clips,
+    or to see the trends of a store filled since. The page opens from a file share with no
+    network: charts, styles and fonts are inline, recordings play from their relative paths,
+    and reviewers' verdicts entered in it download as a file for `speechqa review import`.
+
+    \b
+    Example:
+      speechqa report out/
+      speechqa clips export out/ --dest out/clips && speechqa report out/
+    """
+    import time
+
+    from speechqa.config import load_settings
+    from speechqa.report import write_report, write_workbook
+
+    overrides = {"store": {"db": db} if db else {},
+                 "report": {k: str(v) for k, v in (("clips_dir", clips_dir), ("font", font)) if v is not None}}
+    t0 = time.perf_counter()
+    try:
+        settings = load_settings(config_path, overrides=overrides)
+        page = write_report(out, settings)
+        book = write_workbook(out)
+    except SpeechQAError as exc:
+        raise _fail(exc) from None
+    size_mb = page.stat().st_size / 1e6
+    click.echo(f"{page} ({size_mb:.1f} MB) and {book} written in {time.perf_counter() - t0:.1f} s")
 
 
 @main.group()

@@ -180,6 +180,17 @@ class ClipSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """The run's page, OUT/report.html (see speechqa/report.py)."""
+
+    enabled: bool = True  # written at the end of every speechqa run
+    page_size: int = 20  # flagged calls per page of the report
+    font: str = ""  # a CJK font file to embed (subset to the page's characters); empty: found with
+    #                 fontconfig; "none": embed none (the reader's own fonts then)
+    clips_dir: str = ""  # a `speechqa clips export` folder to link; empty: OUT/clips when it holds clips.csv
+
+
+@dataclass(frozen=True)
 class BatchSettings:
     cache_dir: str = ""  # empty: OUT/.cache
     manifest_name: str = "calls.csv"  # joined when the input is a folder holding it
@@ -206,6 +217,7 @@ class Settings:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     clips: ClipSettings = field(default_factory=ClipSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     source: str = "<defaults>"
 
@@ -362,6 +374,7 @@ def validate(settings: Settings) -> Settings:
         (0 <= settings.sampling.must_review_sentiment <= 1, "[sampling] must_review_sentiment must be 0-1"),
         (settings.sampling.long_hold_s >= 0, "[sampling] long_hold_s must be >= 0"),
         (settings.sampling.reviewer_capacity >= 1, "[sampling] reviewer_capacity must be >= 1"),
+        (settings.report.page_size >= 1, "[report] page_size must be >= 1"),
         (_is_date(settings.sampling.night), "[sampling] night must be a date YYYY-MM-DD"),
         (bool(settings.store.db), "[store] db must not be empty"),
         (settings.clips.pad_s >= 0, "[clips] pad_s must be >= 0"),

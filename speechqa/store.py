@@ -109,6 +109,7 @@ call_reviews = sa.Table(
     sa.Column("score", sa.Float),
     sa.Column("verdict", sa.String(16)),  # agree | disagree
     sa.Column("imported_at", sa.String(40)),
+    sa.Column("comment", sa.Text),  # v5: the reviewer's note on the call
 )
 rule_reviews = sa.Table(
     "rule_reviews", META,
@@ -137,7 +138,8 @@ schema_version = sa.Table(
 DATA_TABLES = (calls, rule_results, samples, call_reviews, rule_reviews)
 V2_CALL_COLUMNS = ("n_interruptions_agent", "longest_silence_s", "hold_s")
 V4_CALL_COLUMNS = ("language", "flags", "escalation_times")
-LATER_COLUMNS = {"calls": V2_CALL_COLUMNS + V4_CALL_COLUMNS}
+V5_REVIEW_COLUMNS = ("comment",)
+LATER_COLUMNS = {"calls": V2_CALL_COLUMNS + V4_CALL_COLUMNS, "call_reviews": V5_REVIEW_COLUMNS}
 
 
 def _as_first_shipped(table: sa.Table) -> sa.Table:
@@ -180,12 +182,17 @@ def _v4(conn: sa.Connection) -> None:
     _add_columns(conn, calls, V4_CALL_COLUMNS)  # calls recorded before stay NULL: rerun a night to fill
 
 
+def _v5(conn: sa.Connection) -> None:
+    _add_columns(conn, call_reviews, V5_REVIEW_COLUMNS)
+
+
 # Ordered migrations: (version, description, step). Add new ones at the end; never edit old ones.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "calls, rule results, samples, reviews", _v1),
     (2, "calls: n_interruptions_agent, longest_silence_s, hold_s as columns", _v2),
     (3, "night_locks: the run recording a night", _v3),
     (4, "calls: language, flags, escalation_times (sampling a whole night from the store)", _v4),
+    (5, "call_reviews: comment (the report's in-page review)", _v5),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _PG_MIGRATION_LOCK = 0x5EEC4A  # advisory lock key: one process migrates a PostgreSQL store at a time
@@ -625,7 +632,8 @@ def import_reviews(store: Store, rows: Sequence[Mapping[str, Any]]) -> tuple[int
             if not 0 <= score <= 100:
                 raise StoreError(f"review row {n}: score must be from 0 to 100, got {raw}")
         call_rows[call_id, reviewer] = {"call_id": call_id, "reviewer": reviewer, "score": score,
-                                        "verdict": verdict, "imported_at": stamp}
+                                        "verdict": verdict, "imported_at": stamp,
+                                        "comment": _text(row.get("comment"))}
     with _errors(describe(store), "record reviews"), _write(store.engine) as conn:
         _upsert(conn, call_reviews, list(call_rows.values()))
         _upsert(conn, rule_reviews, list(rule_rows.values()))

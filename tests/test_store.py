@@ -110,7 +110,7 @@ def columns(engine: sa.Engine, table: str) -> set[str]:
 
 
 def test_a_new_store_has_every_migration_and_the_tables_the_code_expects(store):
-    assert history.current_version(store) == history.SCHEMA_VERSION == 4
+    assert history.current_version(store) == history.SCHEMA_VERSION == 5
     assert [v for v, _ in versions(store)] == [v for v, _, _ in history.MIGRATIONS]
     # the migrations, replayed from version 1, build exactly the tables the queries use
     for table in history.META.sorted_tables:
@@ -135,7 +135,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_calls(db, reopen):
     old.dispose()
 
     store = reopen()
-    assert history.current_version(store) == 4
+    assert history.current_version(store) == 5
     row = history.calls_frame(store).iloc[0]
     assert (row.call_id, row.hold_s, row.n_interruptions_agent) == ("old1", 12.5, 3)
     assert row.longest_silence_s is None or row.longest_silence_s != row.longest_silence_s  # NULL
@@ -150,8 +150,8 @@ def test_a_failed_migration_leaves_the_store_as_it_was(db, reopen, monkeypatch):
         sa.Table("scratch", sa.MetaData(), sa.Column("x", sa.Integer)).create(conn)
         history._add_columns(conn, history.calls, ["hold_s"])  # added by version 2 already: fails
 
-    monkeypatch.setattr(history, "MIGRATIONS", (*history.MIGRATIONS, (5, "broken", broken)))
-    monkeypatch.setattr(history, "SCHEMA_VERSION", 5)
+    monkeypatch.setattr(history, "MIGRATIONS", (*history.MIGRATIONS, (6, "broken", broken)))
+    monkeypatch.setattr(history, "SCHEMA_VERSION", 6)
     with pytest.raises(StoreError, match=r"cannot open the history store \(.*hold_s"):
         reopen()
 
