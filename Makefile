@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/bench_long.py --hours 3
 	$(BIN)/python bench/bench_long.py --hours 3 --real
 	$(BIN)/python bench/bench_night.py --calls 500,2000,10000
+	$(BIN)/python bench/bench_report.py
 
 clean:
 	rm -rf out .pytest_cache

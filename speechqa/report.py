@@ -391,7 +391,8 @@ def flagged_calls(tables: RunTables) -> list[dict[str, Any]]:
                           "t": start})
             if r.evidence_turn_id and r.evidence_text:
                 evidence.setdefault(r.evidence_turn_id, []).append([r.evidence_text, r.outcome])
-        audio = str(c.audio_path or (call.path if call is not None else ""))
+        heard = call is not None and str(call.get("times", "audio")) == "audio"  # not an imported transcript
+        audio = str(c.audio_path or call.path) if heard and call is not None else ""
         t = by_call.get(c.call_id, pd.DataFrame(columns=turns.columns))
         found.append({
             "call_id": c.call_id, "layer": c.layer, "priority": _num(c.priority), "agent_id": c.agent_id,

@@ -132,7 +132,8 @@
       audio = el("audio", { controls: "", preload: "metadata", src: c.audio + "#t=" + first.toFixed(2), "data-call": c.call_id });
       left.appendChild(audio);
     } else {
-      left.appendChild(el("p", { class: "note", text: "录音未找到 recording not found: " + decodeURIComponent(c.audio) }));
+      left.appendChild(el("p", { class: "note", text: c.audio ? "录音未找到 recording not found: " + decodeURIComponent(c.audio)
+        : "无录音 no recording (an imported transcript)" }));
     }
     var jumps = el("div", { class: "jumps" });
     c.evidence.forEach(function (ev) {
