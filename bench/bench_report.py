@@ -86,8 +86,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10000)
     parser.add_argument("--flagged", type=int, default=400)
     args = parser.parse_args()
+    cache = ROOT / "out" / ".bench-report-cache"
     base = load_settings(environ={}, overrides={"asr": {"model": str(ROOT / "models" / "whisper-base")},
-                                                "batch": {"cache_dir": str(ROOT / "out" / ".bench-report-cache")}})
+                                                "batch": {"cache_dir": str(cache)}})
     with tempfile.TemporaryDirectory(prefix="speechqa-bench-report-") as tmp:
         work = Path(tmp)
         settings = dataclasses.replace(base, store=dataclasses.replace(base.store, db=str(work / "qa.db")))

@@ -123,6 +123,7 @@ def test_the_font_is_cut_to_the_page(tmp_path):
     font = find_font("")
     if font is None:
         pytest.skip("no Chinese font here (Debian: fonts-wqy-microhei)")
-    small, large = font_face(font, "质检"), font_face(font, "质检日报团队坐席客户情绪" * 3 + "的一是了我不人在他有这个上们来")
+    small = font_face(font, "质检")
+    large = font_face(font, "质检日报团队坐席客户情绪" * 3 + "的一是了我不人在他有这个上们来")
     assert small.startswith("@font-face{font-family:speechqa-cjk")
     assert len(small) < len(large) < 200_000  # a few glyphs, not the font's 20,000
