@@ -4,11 +4,14 @@ strings, put into a call's transcript must not appear in any file the run writes
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import pickle
 import random
+import re
 import shutil
 
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -99,6 +102,16 @@ def _everything_written(out) -> list[str]:
             values.extend(str(v) for c in text_columns for v in df[c].dropna())
         elif path.suffix == ".json":
             values.extend(_strings(json.loads(path.read_text(encoding="utf-8"))))
+        elif path.suffix == ".html":  # the report: its data and what it shows, not plotly.js or the font
+            page = path.read_text(encoding="utf-8")
+            data = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+            values.extend(_strings(json.loads(data.group(1))))
+            shown = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+            values.extend(html.unescape(t) for t in re.split(r"<[^>]*>", shown) if t.strip())
+        elif path.suffix == ".xlsx":  # a workbook: every cell
+            book = openpyxl.load_workbook(path, read_only=True)
+            values.extend(str(v) for ws in book.worksheets for row in ws.iter_rows(values_only=True)
+                          for v in row if isinstance(v, str))
         elif path.suffix == ".pkl":  # a call's part (OUT/.parts): read as the objects it holds
             with open(path, "rb") as fh:
                 values.extend(_strings(pickle.load(fh)))

@@ -127,3 +127,17 @@ def test_the_font_is_cut_to_the_page(tmp_path):
     large = font_face(font, "质检日报团队坐席客户情绪" * 3 + "的一是了我不人在他有这个上们来")
     assert small.startswith("@font-face{font-family:speechqa-cjk")
     assert len(small) < len(large) < 200_000  # a few glyphs, not the font's 20,000
+
+
+def test_every_workbook_column_is_documented_in_readme(imported):
+    from openpyxl import load_workbook
+
+    from tests.conftest import ROOT
+
+    tmp, _ = imported
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    book = load_workbook(tmp / "out" / "qa_report.xlsx")
+    for ws in book.worksheets:
+        assert f"`{ws.title}`" in readme, ws.title
+        for cell in ws[1]:
+            assert re.search(rf"\b{re.escape(str(cell.value))}\b", readme), f"{ws.title}.{cell.value}"

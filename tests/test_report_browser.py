@@ -224,3 +224,23 @@ def test_the_workbook_has_its_sheets_formatted_for_qa_teams(night):
     assert rates.cell(row=2, column=column).number_format == "0.0%"
     assert 0 <= rates.cell(row=2, column=column).value <= 1
     assert book["candidates"].max_row == len(pd.read_parquet(out / "qa_candidates.parquet")) + 1
+
+
+def test_exported_clips_are_linked_from_the_page(night, tmp_path):
+    from click.testing import CliRunner
+
+    from speechqa.cli import main
+
+    out, db = night
+    done = CliRunner().invoke(main, ["clips", "export", str(out), "--dest", str(out / "clips"), "--label", "good"])
+    assert done.exit_code == 0, done.output
+    done = CliRunner().invoke(main, ["report", str(out), "--db", str(db)])
+    assert done.exit_code == 0, done.output
+    page = (out / "report.html").read_text(encoding="utf-8")
+    data = json.loads(page.split('id="report-data">', 1)[1].split("</script>", 1)[0])
+    linked = [c for g in data["clips"]["groups"] for c in g["clips"] if c["exported"]]
+    assert linked and all(c["label"] == "good" for c in linked)
+    for clip in linked:
+        assert (out / urllib.parse.unquote(clip["href"])).is_file(), clip["href"]
+    coaching = [c for t in data["teams"] for w in t["weak"] for c in w["clips"]]
+    assert coaching and all(c["exported"] for c in coaching)  # good clips of weak items: the exported files
