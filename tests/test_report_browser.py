@@ -232,7 +232,8 @@ def test_exported_clips_are_linked_from_the_page(night, tmp_path):
     from speechqa.cli import main
 
     out, db = night
-    done = CliRunner().invoke(main, ["clips", "export", str(out), "--dest", str(out / "clips"), "--label", "good"])
+    done = CliRunner().invoke(main, ["clips", "export", str(out), "--dest", str(out / "clips"),
+                                     "--label", "good"])
     assert done.exit_code == 0, done.output
     done = CliRunner().invoke(main, ["report", str(out), "--db", str(db)])
     assert done.exit_code == 0, done.output
