@@ -152,6 +152,11 @@ def run(input_path, transcripts, out, config_path, model, device, compute_type, 
             f"{counts['failed']} failed, {counts['audio_seconds'] / 3600:.2f} h of audio "
             f"-> {summary.out}"
         )
+    pages = summary.run_info.get("pages") or {}
+    if not quiet and "report.html" in pages.get("written", ()):
+        click.echo(f"open {summary.out / 'report.html'} in a browser")
+    for error in pages.get("errors", ()):
+        click.echo(f"not written: {error}", err=True)
     for failure in summary.failures:
         click.echo(f"failed [{failure.stage}] {failure.reason}", err=True)
     sys.exit(summary.exit_code)
