@@ -70,16 +70,26 @@ def digits(text: str) -> str:
             return text
 
 
-def pipeline_texts(folder: Path, settings, work: Path) -> tuple[dict[str, str], float]:
-    """call_id -> transcript text from a real batch run, and its wall time."""
+def batch_turns(folder: Path, settings, work: Path):
+    """A real batch run into ``work`` (transcribed again): its turns in call order, its wall
+    time and its summary. Any failed call stops the benchmark."""
     t0 = time.perf_counter()
     summary = run_batch(folder, work, settings, force=True)
     elapsed = time.perf_counter() - t0
     if summary.failures:
         raise SystemExit(f"benchmark batch failed: {summary.failures[:3]}")
-    turns = pd.read_parquet(work / "turns.parquet").sort_values(["call_id", "start"])
-    texts = turns.groupby("call_id")["text"].agg("".join).to_dict()
-    return texts, elapsed
+    return pd.read_parquet(work / "turns.parquet").sort_values(["call_id", "start"]), elapsed, summary
+
+
+def call_texts(turns) -> dict[str, str]:
+    """call_id -> every turn's text in time order (``turns`` sorted by call and start)."""
+    return turns.groupby("call_id")["text"].agg("".join).to_dict()
+
+
+def pipeline_texts(folder: Path, settings, work: Path) -> tuple[dict[str, str], float]:
+    """call_id -> transcript text from a real batch run, and its wall time."""
+    turns, elapsed, _ = batch_turns(folder, settings, work)
+    return call_texts(turns), elapsed
 
 
 def bench_cer(settings, limit: int | None, tmp: Path) -> None:

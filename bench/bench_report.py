@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 
 from speechqa.config import load_settings  # noqa: E402
 from speechqa.pipeline import run_batch  # noqa: E402
-from speechqa.report import write_report  # noqa: E402
+from speechqa.report import load_run, write_report  # noqa: E402
 
 TABLES = ("calls", "rule_results", "turns", "events", "training_clips", "qa_candidates", "failures")
 
@@ -99,7 +99,7 @@ def main() -> None:
             if name == "night":
                 tile(small, out, args.calls, args.flagged)
             t0 = time.perf_counter()
-            page = write_report(out, settings)
+            page = write_report(load_run(out), settings)
             write_s = time.perf_counter() - t0
             sizes[name] = (len(pd.read_parquet(out / "calls.parquet")), page.stat().st_size, write_s,
                            open_seconds(page))

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_asr import naive_model  # noqa: E402
+from bench_asr import batch_turns, call_texts, naive_model  # noqa: E402
 
 from speechqa import asr  # noqa: E402
 from speechqa.audio import decode  # noqa: E402
@@ -147,16 +147,9 @@ def link_calls(refs, folder: Path, copies: int = 1) -> Path:
 def run_speechqa(refs, settings, work: Path, name: str) -> tuple[dict[str, str], dict, float, dict]:
     """The real batch on the calls (fresh cache): the call texts, the (call id, channel)
     texts, the wall time and run.json."""
-    import pandas as pd
-
     folder, out = link_calls(refs, work / f"calls-{name}"), work / f"out-{name}"
-    t0 = time.perf_counter()
-    summary = run_batch(folder, out, settings, force=True)
-    seconds = time.perf_counter() - t0
-    if summary.failures:
-        raise SystemExit(f"benchmark batch failed: {summary.failures[:3]}")
-    turns = pd.read_parquet(out / "turns.parquet").sort_values(["call_id", "start"])
-    texts = turns.groupby("call_id")["text"].agg("".join).to_dict()
+    turns, seconds, summary = batch_turns(folder, settings, out)
+    texts = call_texts(turns)
     by_channel = turns.sort_values(["call_id", "channel", "start"]).groupby(["call_id", "channel"])["text"]
     shutil.rmtree(out)
     return texts, by_channel.agg("".join).to_dict(), seconds, summary.run_info
@@ -196,8 +189,7 @@ def process_run(refs, settings, work: Path) -> tuple[float, float, float, dict[s
                            "--config", str(config), "--quiet"], capture_output=True, text=True, check=True,
                           cwd=ROOT)
     seconds, driver_kb, worker_kb = done.stdout.split()[-3:]
-    turns = pd.read_parquet(out / "turns.parquet").sort_values(["call_id", "start"])
-    texts = turns.groupby("call_id")["text"].agg("".join).to_dict()
+    texts = call_texts(pd.read_parquet(out / "turns.parquet").sort_values(["call_id", "start"]))
     shutil.rmtree(out)
     return float(seconds), int(driver_kb) / 1024, int(worker_kb) / 1024, texts
 

@@ -332,17 +332,19 @@ def report(out, db, clips_dir, font, config_path):
     import time
 
     from speechqa.config import load_settings
-    from speechqa.report import write_report, write_workbook
+    from speechqa.report import REPORT_NAME, WORKBOOK_NAME, write_pages
 
     overrides = {"store": {"db": db} if db else {},
                  "report": {k: str(v) for k, v in (("clips_dir", clips_dir), ("font", font)) if v is not None}}
     t0 = time.perf_counter()
     try:
         settings = load_settings(config_path, overrides=overrides)
-        page = write_report(out, settings)
-        book = write_workbook(out)
     except SpeechQAError as exc:
         raise _fail(exc) from None
+    done = write_pages(out, settings)
+    if done["errors"]:
+        raise click.ClickException("; ".join(done["errors"]))
+    page, book = out / REPORT_NAME, out / WORKBOOK_NAME
     size_mb = page.stat().st_size / 1e6
     click.echo(f"{page} ({size_mb:.1f} MB) and {book} written in {time.perf_counter() - t0:.1f} s")
 

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-import logging
 import math
 import platform
 import time
@@ -802,6 +801,7 @@ def _finish(
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": str(source),
+        "cwd": str(Path.cwd()),  # where relative paths (source, the calls' paths) start
         "input": "transcripts" if imported else "audio",
         "manifest": manifest,  # the manifest read and its encoding (utf-8, utf-8-sig, gbk, gb18030)
         "out": str(out),
@@ -837,29 +837,13 @@ def _finish(
         | {"total": round(time.perf_counter() - t_start, 3)},
     }
     info["exit_code"] = 1 if failures else 0
-    info["pages"] = write_pages(out, settings, info)
+    info["pages"] = {"written": [], "errors": []}
+    if settings.report.enabled:
+        from speechqa.report import write_pages
+
+        info["pages"] = write_pages(out, settings, info)  # the CLI prints any errors
     outputs.write_json(out / "run.json", info)
     return RunSummary(out=out, results=results, failures=tuple(failures), run_info=info)
-
-
-def write_pages(out: Path, settings: Settings, info: dict[str, Any]) -> dict[str, Any]:
-    """OUT/report.html and OUT/qa_report.xlsx, from the tables just written ([report] enabled).
-    They only show the tables, so one that cannot be written costs the run nothing else:
-    run.json says why, and ``speechqa report OUT`` writes them again."""
-    if not settings.report.enabled:
-        return {"written": [], "errors": []}
-    from speechqa import report
-
-    written, errors = [], []
-    for name, write in ((report.REPORT_NAME, lambda: report.write_report(out, settings, info)),
-                        (report.WORKBOOK_NAME, lambda: report.write_workbook(out, info))):
-        try:
-            write()
-            written.append(name)
-        except Exception as exc:
-            logging.getLogger(__name__).warning("%s: not written (%s)", out / name, exc)
-            errors.append(f"{out / name}: {exc}")
-    return {"written": written, "errors": errors}
 
 
 class _Frames:

@@ -19,7 +19,6 @@ A night of 10,000 calls is summarised: only the flagged calls' transcripts are i
 from __future__ import annotations
 
 import base64
-import html
 import json
 import os
 import shutil
@@ -37,7 +36,7 @@ import pyarrow.parquet as pq
 
 from speechqa.config import Settings
 from speechqa.errors import OutputError
-from speechqa.files import write_text_atomic
+from speechqa.files import write_atomic, write_text_atomic
 
 REPORT_NAME = "report.html"
 TENURE_BANDS = ("0-3 个月", "4-6 个月", "7-18 个月", "18 个月以上")
@@ -61,6 +60,12 @@ class RunTables:
     clips: pd.DataFrame
     failures: pd.DataFrame
     night: str
+
+    def seen(self, path: str) -> Path:
+        """A path of the run's tables (a recording) as the run saw it: relative ones are from
+        the folder the run started in (run.json ``cwd``), wherever the report is written."""
+        target = Path(path)
+        return target if target.is_absolute() else Path(self.info.get("cwd") or Path.cwd()) / target
 
 
 def _table(out: Path, name: str, columns: list[str] | None = None, filters: Any = None) -> pd.DataFrame:
@@ -236,17 +241,10 @@ def overview_charts(tables: RunTables, hist: pd.DataFrame | None) -> dict[str, d
 # -- sections ------------------------------------------------------------------------------
 
 
-def _rel(out: Path, path: str) -> str:
-    """``path`` (a recording, an exported clip) as a URL relative to the page."""
-    target = Path(path)
-    target = target if target.is_absolute() else Path.cwd() / target
-    rel = os.path.relpath(target.resolve(), out.resolve())
+def _rel(out: Path, target: Path) -> str:
+    """A file (a recording, an exported clip) as a URL relative to the page in ``out``."""
+    rel = os.path.relpath(Path(target).absolute().resolve(), out.resolve())
     return urllib.parse.quote(Path(rel).as_posix())
-
-
-def _exists(path: str) -> bool:
-    p = Path(path)
-    return p.is_file()
 
 
 def overview(tables: RunTables) -> dict[str, Any]:
@@ -291,13 +289,13 @@ def _clip_files(tables: RunTables, settings: Settings) -> dict[str, str]:
         done = pd.read_csv(index, dtype=str, encoding="utf-8-sig", keep_default_na=False)
     except Exception:  # an index we cannot read links nothing; the clips still play from the call
         return {}
-    return {row.clip_id: _rel(tables.out, str(folder / row.file)) for row in done.itertuples()
+    return {row.clip_id: _rel(tables.out, folder / row.file) for row in done.itertuples()
             if (folder / row.file).is_file()}
 
 
-def _clip_link(clip: Any, out: Path, files: dict[str, str]) -> dict[str, Any]:
+def _clip_link(clip: Any, tables: RunTables, files: dict[str, str]) -> dict[str, Any]:
     exported = files.get(clip.clip_id)
-    href = exported or f"{_rel(out, clip.audio_path)}#t={clip.start:.2f},{clip.end:.2f}"
+    href = exported or f"{_rel(tables.out, tables.seen(clip.audio_path))}#t={clip.start:.2f},{clip.end:.2f}"
     return {"clip_id": clip.clip_id, "label": clip.label, "tags": clip.tags, "href": href,
             "exported": bool(exported), "start": round(float(clip.start), 2), "end": round(float(clip.end), 2),
             "call_id": clip.call_id, "team": clip.team, "agent_name": clip.agent_name, "excerpt": clip.excerpt}
@@ -314,15 +312,15 @@ def teams_section(tables: RunTables, hist: pd.DataFrame | None, files: dict[str,
         mine = rates[rates.team == team].sort_values(["pass_rate", "failed"], ascending=[True, False])
         weak = []
         for r in mine[mine.pass_rate < 1].head(WEAK_ITEMS).itertuples():
-            good = clips
-            if len(clips):
+            links = []
+            if len(clips):  # good clips of this item from other teams' calls first, then this team's
                 of_item = clips.item_id.str.split(";").apply(lambda ids, i=r.item_id: i in ids)
                 good = clips[(clips.label == "good") & of_item & ~clips.call_id.isin(g.call_id)]
-            good = good.assign(other=good.team != team).sort_values(["other", "clip_id"],
-                                                                    ascending=[False, True])
+                good = good.assign(other=good.team != team).sort_values(["other", "clip_id"],
+                                                                        ascending=[False, True])
+                links = [_clip_link(c, tables, files) for c in good.head(GOOD_CLIPS_PER_ITEM).itertuples()]
             weak.append({"item_id": r.item_id, "item_name": r.item_name, "pass_rate": r.pass_rate,
-                         "failed": r.failed, "clips": [_clip_link(c, tables.out, files)
-                                                       for c in good.head(GOOD_CLIPS_PER_ITEM).itertuples()]})
+                         "failed": r.failed, "clips": links})
         agents = []
         for (agent_id, name), a in g.groupby(["agent_id", "agent_name"], sort=True):
             score = _mean(a.compliance_score)
@@ -401,7 +399,8 @@ def flagged_calls(tables: RunTables) -> list[dict[str, Any]]:
             "score": None if call is None else _num(call.compliance_score),
             "auto_fail": bool(call.auto_fail) if call is not None else False,
             "duration_s": None if call is None else _num(call.duration_s),
-            "audio": _rel(tables.out, audio) if audio else "", "audio_found": bool(audio) and _exists(audio),
+            "audio": _rel(tables.out, tables.seen(audio)) if audio else "",
+            "audio_found": bool(audio) and tables.seen(audio).is_file(),
             "evidence": _evidence_times(c.evidence),
             "items": items,
             "turns": [{"id": x.turn_id, "role": x.role, "start": _num(x.start, 2), "end": _num(x.end, 2),
@@ -431,7 +430,7 @@ def clips_section(tables: RunTables, files: dict[str, str]) -> dict[str, Any]:
     first_tag = clips.tags.str.split(";").str[0]
     for (tag, label), g in clips.groupby([first_tag, clips.label], sort=True):
         groups.append({"tag": tag, "label": label, "count": len(g),
-                       "clips": [_clip_link(c, tables.out, files)
+                       "clips": [_clip_link(c, tables, files)
                                  for c in g.head(CLIPS_PER_GROUP).itertuples()]})
     return {"groups": groups, "total": len(clips), "exported": len(files)}
 
@@ -521,18 +520,17 @@ def font_face(font: Path | None, text: str) -> str:
     return f"@font-face{{font-family:speechqa-cjk;src:url(data:font/ttf;base64,{encoded}) format('truetype');}}"
 
 
-def build_report(out: Path, settings: Settings, info: dict[str, Any] | None = None) -> str:
-    """The page's HTML for the run in ``out``."""
+def build_report(tables: RunTables, settings: Settings) -> str:
+    """The page's HTML for the run whose tables are ``tables``."""
     import jinja2
 
-    tables = load_run(out, info)
     hist, history_note = history(settings)
     files = _clip_files(tables, settings)
     info = tables.info
     data = _clean({
         "night": tables.night,
         "run": {"started_at": info.get("started_at", ""), "finished_at": info.get("finished_at", ""),
-                "out": str(out), "scorecard": (info.get("scorecard") or {}).get("name", ""),
+                "scorecard": (info.get("scorecard") or {}).get("name", ""),
                 "scorecard_version": (info.get("scorecard") or {}).get("version", ""),
                 "pii_redacted": info.get("pii_redacted", True)},
         "overview": overview(tables),
@@ -548,19 +546,39 @@ def build_report(out: Path, settings: Settings, info: dict[str, Any] | None = No
     })
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(_asset("report.html.j2"))
-    payload = _json(data)
-    visible = html.unescape(template.render(d=data, data_json="", css="", js="", plotly="", font_css=""))
-    font_css = font_face(find_font(settings.report.font), visible + payload)
-    return template.render(d=data, data_json=payload, css=_asset("report.css"), js=_asset("report.js"),
+    payload, js = _json(data), _asset("report.js")
+    # every character the page can show: the template's own words, the data's, and the labels
+    # the script writes
+    font_css = font_face(find_font(settings.report.font), _asset("report.html.j2") + js + payload)
+    return template.render(d=data, data_json=payload, css=_asset("report.css"), js=js,
                            plotly=_plotly_js(), font_css=font_css)
 
 
-def write_report(out: Path, settings: Settings, info: dict[str, Any] | None = None) -> Path:
-    """Write OUT/report.html (atomically: a reader never sees half a page). ``info``: the run's
-    run.json when it is not written yet (the end of speechqa run)."""
-    path = Path(out) / REPORT_NAME
-    write_text_atomic(path, build_report(Path(out), settings, info))
+def write_report(tables: RunTables, settings: Settings) -> Path:
+    """Write OUT/report.html (atomically: a reader never sees half a page)."""
+    path = tables.out / REPORT_NAME
+    write_text_atomic(path, build_report(tables, settings))
     return path
+
+
+def write_pages(out: Path, settings: Settings, info: dict[str, Any] | None = None) -> dict[str, list[str]]:
+    """OUT/report.html and OUT/qa_report.xlsx from the run's tables, read once. ``info``: the
+    run's run.json when it is not written yet (the end of speechqa run). They only show the
+    tables, so one that cannot be written costs nothing else: ``errors`` says why."""
+    written: list[str] = []
+    errors: list[str] = []
+    try:
+        tables = load_run(Path(out), info)
+    except OutputError as exc:
+        return {"written": written, "errors": [str(exc)]}
+    for name, write in ((REPORT_NAME, lambda: write_report(tables, settings)),
+                        (WORKBOOK_NAME, lambda: write_workbook(tables))):
+        try:
+            write()
+            written.append(name)
+        except Exception as exc:  # a full disk, a font HarfBuzz cannot cut, a bug: the run is still whole
+            errors.append(f"{Path(out) / name}: {exc}")
+    return {"written": written, "errors": errors}
 
 
 # -- the QA workbook -----------------------------------------------------------------------
@@ -583,16 +601,13 @@ def workbook_sheets(tables: RunTables) -> dict[str, pd.DataFrame]:
             "item_pass_rates": rates}
 
 
-def write_workbook(out: Path, info: dict[str, Any] | None = None) -> Path:
+def write_workbook(tables: RunTables) -> Path:
     """OUT/qa_report.xlsx for QA teams: a frozen header, filters and fitted widths on each
     sheet, rates as percentages. Written atomically."""
     from openpyxl.utils import get_column_letter
 
-    from speechqa.files import write_atomic
-
-    tables = load_run(Path(out), info)
     sheets = workbook_sheets(tables)
-    path = Path(out) / WORKBOOK_NAME
+    path = tables.out / WORKBOOK_NAME
 
     def write(tmp: Path) -> None:
         with pd.ExcelWriter(tmp, engine="openpyxl") as xl:

@@ -103,7 +103,7 @@ def test_the_report_command_rewrites_the_page_and_names_a_folder_that_is_no_run(
     done = CliRunner().invoke(main, ["report", str(empty)])
     assert done.exit_code != 0 and f"{empty}: no calls.parquet here" in done.output
     with pytest.raises(OutputError, match="is not a font file"):
-        build_report(tmp / "out", _settings(tmp, report={"font": str(tmp_path / "missing.ttf")}))
+        build_report(load_run(tmp / "out"), _settings(tmp, report={"font": str(tmp_path / "missing.ttf")}))
 
 
 def test_a_damaged_table_is_named(imported, tmp_path):
@@ -141,3 +141,12 @@ def test_every_workbook_column_is_documented_in_readme(imported):
         assert f"`{ws.title}`" in readme, ws.title
         for cell in ws[1]:
             assert re.search(rf"\b{re.escape(str(cell.value))}\b", readme), f"{ws.title}.{cell.value}"
+
+
+def test_relative_recording_paths_start_where_the_run_started(imported, tmp_path, monkeypatch):
+    tmp, _ = imported
+    tables = load_run(tmp / "out", {"cwd": "/srv/qa/night"})
+    monkeypatch.chdir(tmp_path)  # `speechqa report` run from elsewhere
+    assert str(tables.seen("recordings/c1.wav")) == "/srv/qa/night/recordings/c1.wav"
+    assert str(tables.seen("/data/c1.wav")) == "/data/c1.wav"
+    assert load_run(tmp / "out").info["cwd"]  # every run records where it started

@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   var DATA = JSON.parse(document.getElementById("report-data").textContent);
-  var KEY = "speechqa-review:" + DATA.night + ":" + DATA.run.started_at + ":" + DATA.run.out;
+  var KEY = "speechqa-review:" + DATA.night + ":" + DATA.run.started_at;  // the same run wherever it is opened
   var MASK = /\[[\u4e00-\u9fff]{1,8}\]/g;
 
   function el(tag, attrs, children) {
