@@ -79,7 +79,7 @@
     return { rows: rows, skipped: skipped };
   }
   document.getElementById("download").addEventListener("click", function () {
-    var reviewer = reviewerInput.value.trim() || firstAssigned;
+    var reviewer = reviewerInput.value.trim();  // never a guess: verdicts carry who gave them
     var status = document.getElementById("review-count");
     if (!reviewer) { status.textContent = "请先填写复核人 enter the reviewer's name first"; reviewerInput.focus(); return; }
     state.reviewer = reviewer; reviewerInput.value = reviewer; save();
