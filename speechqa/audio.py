@@ -7,6 +7,7 @@ the agent on one side and the customer on the other.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ class Audio:
     def mono(self) -> np.ndarray:
         """A mono mix (mean of channels), as the naive baseline and VAD-on-mix use."""
         return self.samples.mean(axis=0).astype(np.float32)
+
+
+def mixed_down(sound: Audio) -> Audio:
+    """``sound`` as one channel (the mean of its channels); a mono sound as it is."""
+    if sound.n_channels == 1:
+        return sound
+    return dataclasses.replace(sound, samples=sound.mono()[None, :])
 
 
 def content_sha256(path: Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["agent", "customer", "unknown"]
 ROLES: tuple[Role, ...] = ("agent", "customer", "unknown")
@@ -90,6 +90,7 @@ class Turn:
     flags: tuple[str, ...] = ()
     corrections: tuple[str, ...] = ()  # lexicon repairs, as "heard→term"
     words: tuple[Word, ...] = ()
+    speaker: int = -1  # the voice (0 or 1) on a diarised mono call (speechqa/diarize.py); -1 otherwise
     # Filled by the text stage: PII masked in text and words, then normalised and segmented.
     match_text: str = ""  # normalised form that later stages match against
     tokens: tuple[str, ...] = ()  # jieba tokens of the display text
@@ -118,6 +119,7 @@ CALL_FLAGS = (
     "language_not_scored",  # a language the scorecard is not written for: every item N/A
     "prompt_echo",  # turns that echo Whisper's prompt (n_prompt_echo_turns)
     "no_words",  # nothing was transcribed (silence, noise, music, a dropped line): not scored
+    "roles_uncertain",  # a mono call whose agent and customer could not be told apart surely: role items N/A
 )
 
 
@@ -231,3 +233,4 @@ class CallResult:
     compliance: Compliance | None = None
     language: str = ""  # the call's language: Whisper's (forced or detected), or the import's column
     flags: tuple[str, ...] = ()  # what a reviewer should know of the call as a whole (CALL_FLAGS)
+    roles: Any = None  # how the turns got their roles: speechqa.roles.RoleDecision (None: imported)

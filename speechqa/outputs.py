@@ -34,7 +34,8 @@ WORD_COLUMNS = ["call_id", "turn_id", "start", "end", "word", "probability"]
 METRIC_COLUMNS = list(METRIC_NAMES)
 CALL_COLUMNS = [
     "call_id", "path", "duration_s", "channels", "status", "model", "asr_seconds", "cached",
-    "language", "flags", "n_turns", "n_flagged_turns", *METRIC_COLUMNS, *SENTIMENT_COLUMNS,
+    "language", "flags", "role_source", "role_confidence", "role_evidence", "speaker_similarity",
+    "agent_voice_match", "n_turns", "n_flagged_turns", *METRIC_COLUMNS, *SENTIMENT_COLUMNS,
     "sentiment_trajectory", "escalated", "escalations",
     *(f"escalation_{kind}" for kind in ESCALATION_KINDS), "n_redactions", "compliance_score", "auto_fail",
     "failed_items", "scorecard", "scorecard_sha256", "audio_sha256",
@@ -169,6 +170,11 @@ def call_row(result: CallResult) -> dict[str, Any]:
         audio_sha256=result.audio_sha256,
         n_redactions=sum(len(t.redactions) for t in result.turns),
     )
+    decision = result.roles
+    if decision is not None:
+        row.update(role_source=decision.source, role_confidence=decision.confidence,
+                   role_evidence=";".join(f"{k}:{v:+g}" for k, v in decision.evidence),
+                   speaker_similarity=decision.similarity, agent_voice_match=decision.voice_match)
     row.update(dict(result.metrics))
     sent = result.sentiment
     row.update({k: None if v is None else round(v, 4) for k, v in sent.columns().items()})
@@ -213,7 +219,8 @@ def calls_frame(
     dtypes |= {c: "Int64" if c.startswith("n_") else "Float64" for c in METRIC_COLUMNS}
     dtypes |= dict.fromkeys(SENTIMENT_COLUMNS, "Float64")
     dtypes |= {f"escalation_{kind}": "boolean" for kind in ESCALATION_KINDS}
-    dtypes |= {"compliance_score": "Float64", "auto_fail": "boolean"}
+    dtypes |= {"compliance_score": "Float64", "auto_fail": "boolean", "role_confidence": "Float64",
+               "speaker_similarity": "Float64", "agent_voice_match": "Float64"}
     return _frame(rows, CALL_COLUMNS + meta_columns, dtypes)
 
 

@@ -41,11 +41,13 @@ from speechqa import (
     audio,
     clips,
     coverage,
+    diarize,
     ingest,
     metrics,
     outputs,
     parts,
     phonetic,
+    roles,
     sentiment,
     text,
     vocab,
@@ -56,7 +58,7 @@ from speechqa.config import AsrSettings, Settings
 from speechqa.errors import AudioError, SpeechQAError
 from speechqa.files import all_or_nothing, checkpoint, run_lock
 from speechqa.lexicon import Lexicon, lexicon_for
-from speechqa.models import ModelInfo, read_model
+from speechqa.models import ModelInfo, SpeakerModelInfo, read_model
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class Context:
     # where each finished call's part goes (speechqa/parts.py); None: nowhere (no resume)
     parts: Path | None = None
     settings_key: str = ""  # parts.settings_digest(settings), once per run
+    speakers: SpeakerModelInfo | None = None  # mono calls' speaker models (speechqa/diarize.py)
+    voiceprints: tuple[tuple[str, tuple[float, ...]], ...] = ()  # agent_id -> enrolled voice (the store)
+
+    def voiceprint(self, agent_id: str) -> tuple[float, ...] | None:
+        return dict(self.voiceprints).get(agent_id.strip()) if agent_id.strip() else None
 
 
 @dataclass(frozen=True)
@@ -131,8 +138,11 @@ def make_context(settings: Settings, out: Path, *, force: bool = False, audio: b
     sentiment.load_model(settings.sentiment.model)
     scorecard = load_scorecard(settings.compliance.rules or None)  # a broken rules file stops the run
     vocab.preload(settings, scorecard)  # ... and so does a bad vocabulary file (speechqa/vocab.py)
+    speakers = None
+    if audio and (settings.speakers.diarise_mono or settings.speakers.mixed_stereo):
+        speakers = diarize.check_models(settings.speakers.model)  # missing speaker models stop it too
     return Context(settings, model, device, compute_type, cache_dir, lexicon, scorecard, workers, threads,
-                   force, transcriber, out / parts.PARTS_DIR, parts.settings_digest(settings))
+                   force, transcriber, out / parts.PARTS_DIR, parts.settings_digest(settings), speakers)
 
 
 def transcriber_name(transcriber: Transcriber | None) -> str:
@@ -152,13 +162,19 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         sha = audio.content_sha256(rec.path)
         timings["hash"] = time.perf_counter() - t0
         heard_by = ctx.model.sha256 if ctx.model is not None else transcriber_name(ctx.transcriber)
-        key = asr.cache_key(sha, heard_by, ctx.compute_type, ctx.settings.asr)
-        part_key = parts.analysis_key(key, rec, ctx.settings_key)
+        mixed = ctx.settings.speakers.mixed_stereo  # stereo heard as one mixed channel
+        key = asr.cache_key(sha + (":mixed" if mixed else ""), heard_by, ctx.compute_type, ctx.settings.asr)
+        speakers_key = _speakers_key(sha, ctx)
+        voiceprint = ctx.voiceprint(rec.meta_dict.get("agent_id", "").strip())
+        heard_as = speakers_key + (_digest(voiceprint) if voiceprint and speakers_key else "")
+        part_key = parts.analysis_key(key + heard_as, rec, ctx.settings_key)
         reused = _reuse(rec, ctx, part_key)
         if reused is not None:
             return reused
         transcript = None if ctx.force else asr.load_cached(ctx.cache_dir, key)
         cached = transcript is not None
+        voices = None if ctx.force or not speakers_key else diarize.load_cached(ctx.cache_dir, speakers_key)
+        diariser = _diariser(ctx) if speakers_key and voices is None else None
         measured: list[Any] | None = None  # the channels' frame levels, when decoded here
         if transcript is None:
             # a piece at a time (audio.pieces): a 3-hour recording costs one piece of memory
@@ -167,12 +183,16 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             stage = "decode"
             t0 = time.perf_counter()
             for piece in audio.pieces(rec.path, audio.PIECE_S):
-                meter.add(piece.audio)
+                sound = audio.mixed_down(piece.audio) if mixed else piece.audio
+                meter.add(sound)
                 timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t0
                 checkpoint("decode")
                 stage = "asr"
-                heard.append((piece.offset_s, _transcribe(piece.audio, sha, ctx)))
+                heard.append((piece.offset_s, _transcribe(sound, sha, ctx)))
                 checkpoint("asr")  # transcribed, not yet cached
+                if diariser is not None and sound.n_channels == 1:
+                    stage = "speakers"
+                    diariser.add(piece.offset_s, sound.samples[0])
                 stage = "decode"
                 t0 = time.perf_counter()
             stage = "asr"
@@ -181,10 +201,30 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
             asr.save_cached(ctx.cache_dir, key, transcript)
             measured = meter.levels()
             _cache_levels(ctx, sha, measured)
+        stage = "speakers"
+        if diariser is not None and transcript.n_channels == 1:
+            if not diariser.windows:  # the transcript came from the cache: hear the voices again
+                for piece in audio.pieces(rec.path, audio.PIECE_S):
+                    diariser.add(piece.offset_s, audio.mixed_down(piece.audio).samples[0])
+            voices = diariser.finish()
+            diarize.save_cached(ctx.cache_dir, speakers_key, voices)
+            timings["speakers"] = voices.seconds
+        if transcript.n_channels != 1:
+            voices = None  # stereo: the channels are the roles
         stage = "turns"
         t0 = time.perf_counter()
+        direction = rec.meta_dict.get("direction", "")
         turns = asr.to_turns(transcript, rec.call_id, ctx.settings.channels, ctx.settings.turns,
-                             ctx.settings.guards, ctx.lexicon, rec.meta_dict.get("direction", ""))
+                             ctx.settings.guards, ctx.lexicon, direction, voices.turns if voices else None)
+        decision = roles.RoleDecision("channels" if transcript.n_channels > 1 else "none")
+        if voices is not None:
+            decision = roles.decide(
+                turns, voices.n_speakers, asr.agent_cues(), roles.scorecard_cues(ctx.scorecard),
+                inbound=direction.strip().lower() != "outbound", centroids=voices.centroids,
+                voiceprint=voiceprint,
+                same_voice=ctx.settings.speakers.same_voice, similarity=voices.similarity,
+                diarise_s=voices.seconds)
+            turns = roles.apply(turns, decision, rec.call_id)
         timings["turns"] = time.perf_counter() - t0
     except Exception as exc:
         return _failure(rec, stage, exc)
@@ -204,8 +244,31 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         primed[ch.channel] = (p.language, p.text)
     outcome = analyse_turns(rec, turns, ctx, duration_s=transcript.duration_s, n_channels=transcript.n_channels,
                             audio_fn=levels, asr_seconds=transcript.asr_seconds, cached=cached,
-                            audio_sha256=sha, timings=timings, language=transcript.language, prompts=primed)
+                            audio_sha256=sha, timings=timings, language=transcript.language, prompts=primed,
+                            decision=decision, voices=voices)
     return _keep(rec, ctx, part_key, outcome)
+
+
+def _speakers_key(sha: str, ctx: Context) -> str:
+    """The diarisation cache key of a call (empty: no diarisation in this run)."""
+    if ctx.speakers is None:
+        return ""
+    sp = ctx.settings.speakers
+    return diarize.cache_key(sha + (":mixed" if sp.mixed_stereo else ""), ctx.speakers.sha256, sp.step_s,
+                             sp.min_embed_s, sp.max_embed_s)
+
+
+def _digest(vector: Sequence[float]) -> str:
+    import hashlib
+
+    return hashlib.sha256(",".join(f"{v:.6f}" for v in vector).encode()).hexdigest()[:16]
+
+
+def _diariser(ctx: Context) -> diarize.Diariser:
+    assert ctx.speakers is not None
+    sp = ctx.settings.speakers
+    models = diarize.load_models(str(ctx.speakers.path), max(ctx.cpu_threads, 1))
+    return diarize.Diariser(models, step_s=sp.step_s, min_embed_s=sp.min_embed_s, max_embed_s=sp.max_embed_s)
 
 
 def _cache_levels(ctx: Context, sha: str, levels: list[Any]) -> None:
@@ -266,6 +329,8 @@ def analyse_turns(
     timed: bool = True,
     language: str = "",
     prompts: dict[int, tuple[str, str]] | None = None,
+    decision: roles.RoleDecision | None = None,
+    voices: diarize.Diarization | None = None,
 ) -> CallResult | Failure:
     """The analysis after ASR, the same for transcribed and imported calls: text (PII masked,
     match text, tokens) → sentiment and escalations → metrics and their events → CallResult
@@ -276,7 +341,8 @@ def analyse_turns(
     speechqa/transcripts.py ``metrics_without_audio``. With the audio, turns that only echo
     Whisper's prompt (``prompts``: channel -> language and prompt) are flagged first, and the
     transcript's coverage of the speech is measured (speechqa/coverage.py). ``language`` is
-    the call's; the scorecard scores only calls in its own.
+    the call's; the scorecard scores only calls in its own. ``decision``: how the turns got their
+    roles; ``voices``: a diarised mono call's speaker turns, which stand for its speech runs.
     """
     timings = dict(timings or {})
     settings = ctx.settings
@@ -312,8 +378,13 @@ def analyse_turns(
         t0 = time.perf_counter()
         muted = [(e.start, e.end) for e in redactions]
         if levels is not None:
+            spoken = None
+            if voices is not None and decision is not None and decision.agent_speaker >= 0:
+                spoken = [(v.start, v.end, "agent" if v.speaker == decision.agent_speaker else "customer")
+                          for v in voices.turns]
             turns, call_metrics, metric_events = metrics.analyse(
-                turns, None, audio.MODEL_RATE, duration_s, settings.metrics, muted=muted, levels=levels)
+                turns, None, audio.MODEL_RATE, duration_s, settings.metrics, muted=muted, levels=levels,
+                voices=spoken)
         else:
             from speechqa.transcripts import metrics_without_audio
 
@@ -323,6 +394,8 @@ def analyse_turns(
         call_metrics = tuple((dict(call_metrics) | covered).items())
         timings["metrics"] = time.perf_counter() - t0
         flags = call_flags(covered, turns, settings.guards.min_coverage)
+        if decision is not None and decision.uncertain(settings.speakers.min_confidence):
+            flags = (*flags, "roles_uncertain")
 
         result = CallResult(
             recording=rec,
@@ -338,6 +411,7 @@ def analyse_turns(
             metrics=call_metrics,
             language=language,
             flags=tuple(flags),
+            roles=decision,
         )
         stage = "compliance"
         result = _score(result, ctx.scorecard)
@@ -557,6 +631,8 @@ class _Night:
             # one run per night in the store, as one run per OUT (a second one is refused)
             self._lock = history.lock_night(self.db, self.night, str(out), settings.batch.shard)
         self._pending: list[CallResult] = []
+        self.speakers = settings.speakers
+        self.voices_model = ""  # the speaker models' sha256, when this night enrols voices (enrol_from)
         self.fresh: set[str] = set()  # calls transcribed (or, imported, analysed) by this run
         self.stage_totals: dict[str, float] = {}
 
@@ -584,8 +660,22 @@ class _Night:
             from speechqa import store as history
 
             history.save_calls(self.db, self.night, self._pending)
+            if self.voices_model:
+                taught = enrolments(self._pending, self.speakers)
+                history.enrol_voices(self.db, self.night, self.voices_model, taught)
             self._pending = []
             checkpoint("store")  # calls in the store, the night's sample not yet
+
+    def voiceprints(self, ctx: Context) -> Context:
+        """``ctx`` with the named agents' voiceprints from earlier nights, and this night set to
+        enrol tonight's sure calls (a night without the store, or without diarisation: as it is)."""
+        if self.db is None or ctx.speakers is None or not self.speakers.enrol:
+            return ctx
+        from speechqa import store as history
+
+        self.voices_model = ctx.speakers.sha256
+        prints = history.agent_voices(self.db, ctx.speakers.sha256, self.night)
+        return dataclasses.replace(ctx, voiceprints=tuple(sorted(prints.items())))
 
     def beat(self) -> None:
         """Tell the store the night's run is alive (a minute apart at most)."""
@@ -604,6 +694,18 @@ class _Night:
 
             history.unlock_night(self.db, self._lock)
             self._lock = None
+
+
+def enrolments(results: Iterable[CallResult], settings: Any) -> list[tuple[str, str, float, Sequence[float]]]:
+    """(call_id, agent_id, confidence, voice) of the diarised calls sure enough to teach their
+    named agent's voiceprint (``[speakers] enrol_min_confidence``)."""
+    rows = []
+    for r in results:
+        d, agent = r.roles, r.recording.meta_dict.get("agent_id", "").strip()
+        if (agent and d is not None and d.source == "diarised" and d.agent_voice and d.confidence is not None
+                and d.confidence >= settings.enrol_min_confidence and "roles_uncertain" not in r.flags):
+            rows.append((r.recording.call_id, agent, d.confidence, d.agent_voice))
+    return rows
 
 
 def run_batch(
@@ -634,6 +736,7 @@ def run_batch(
         if m is None and transcriber is not None:  # a test's fake: say so in calls and run.json
             model_info["name"] = transcriber_name(transcriber)
         with _Night(settings, recordings, list(found.failures), out) as night:
+            ctx = night.voiceprints(ctx)
             for rec, outcome in _execute(recordings, ctx):
                 night.add(outcome)
                 if on_progress:

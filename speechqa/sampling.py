@@ -7,7 +7,9 @@ and no call sampled on an earlier night is ever taken again):
 1. **must_review**: an auto-fail item failed; a complaint, regulator (12315, 工信部) or media
    threat; the customer ended very negative; a long hold that was not announced; a transcript
    that misses much of the speech (``low_coverage``: a failed item may be a dropped word); a
-   call in a language the scorecard is not written for (not scored: only a person can).
+   call in a language the scorecard is not written for (not scored: only a person can); a
+   mono call whose agent and customer could not be told apart surely (``roles_uncertain``:
+   its role items are N/A).
 2. **risk**: a weighted draw of ``risk_per_night`` calls; the weight grows with a low
    compliance score, a drop in customer sentiment, agent interruptions and a KA / VIP
    customer.
@@ -129,6 +131,12 @@ def must_review_reasons(row: Mapping, settings: SamplingSettings,
         said = f"{low:.0%}" if low is not None else "?"
         reasons.append((f"转写缺失部分语音（覆盖率 {said}），不合格项可能是漏转写，请听录音",
                         f"transcript misses speech (coverage {said}): a failed item may be a dropped word"))
+    if "roles_uncertain" in flags:
+        conf = _value(row, "role_confidence")
+        said = f"{conf:.2f}" if conf is not None else "?"
+        reasons.append((f"单声道录音无法可靠区分坐席与客户（置信度 {said}），角色相关项未评分，请听录音",
+                        f"mono call: agent and customer not told apart surely (confidence {said}); "
+                        "role items not scored, review by ear"))
     if "language_not_scored" in flags:
         language = _value(row, "language", "")
         reasons.append((f"通话语言为 {language}，评分表不适用，需人工质检",

@@ -129,13 +129,23 @@ night_locks = sa.Table(  # the runs recording a night now: one per night, or one
     sa.Column("heartbeat_at", sa.String(40)),
     sa.Column("out", sa.Text),
 )
+voice_enrolments = sa.Table(  # v6: a named agent's voice, one sure mono call at a time (speechqa/roles.py)
+    "voice_enrolments", META,
+    sa.Column("call_id", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(64), primary_key=True),  # the speaker models' sha256
+    sa.Column("agent_id", sa.String(100), index=True),
+    sa.Column("night", sa.String(10), index=True),
+    sa.Column("confidence", sa.Float),
+    sa.Column("vector", sa.Text),  # JSON list of floats: the agent voice's unit centroid
+    sa.Column("recorded_at", sa.String(40)),
+)
 schema_version = sa.Table(
     "schema_version", META,
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("applied_at", sa.String(40)),
     sa.Column("description", sa.Text),
 )
-DATA_TABLES = (calls, rule_results, samples, call_reviews, rule_reviews)
+DATA_TABLES = (calls, rule_results, samples, call_reviews, rule_reviews)  # as first shipped (v1)
 V2_CALL_COLUMNS = ("n_interruptions_agent", "longest_silence_s", "hold_s")
 V4_CALL_COLUMNS = ("language", "flags", "escalation_times")
 V5_REVIEW_COLUMNS = ("comment",)
@@ -186,6 +196,10 @@ def _v5(conn: sa.Connection) -> None:
     _add_columns(conn, call_reviews, V5_REVIEW_COLUMNS)
 
 
+def _v6(conn: sa.Connection) -> None:
+    voice_enrolments.create(conn)
+
+
 # Ordered migrations: (version, description, step). Add new ones at the end; never edit old ones.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "calls, rule results, samples, reviews", _v1),
@@ -193,6 +207,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (3, "night_locks: the run recording a night", _v3),
     (4, "calls: language, flags, escalation_times (sampling a whole night from the store)", _v4),
     (5, "call_reviews: comment (the report's in-page review)", _v5),
+    (6, "voice_enrolments: named agents' voices from sure mono calls", _v6),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _PG_MIGRATION_LOCK = 0x5EEC4A  # advisory lock key: one process migrates a PostgreSQL store at a time
@@ -375,6 +390,8 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
 def _call_row(night: str, r: CallResult, stamp: str) -> dict[str, Any]:
     meta = r.recording.meta_dict
     metrics = {k: _clean(v) for k, v in r.metrics}
+    if r.roles is not None and r.roles.confidence is not None:  # a diarised mono call's (speechqa/roles.py)
+        metrics["role_confidence"] = _clean(r.roles.confidence)
     comp = r.compliance
     kinds = sorted({e.detail for e in r.events if e.type == "escalation" and e.detail})
     return {
@@ -418,6 +435,46 @@ def save_calls(store: Store, night: str, results: Sequence[CallResult]) -> int:
             conn.execute(rule_results.delete().where(rule_results.c.call_id.in_(ids)))
         _upsert(conn, rule_results, rule_rows)
     return len(call_rows)
+
+
+VOICE_CALLS = 20  # an agent's voiceprint is the mean of their latest this-many enrolled calls
+
+
+def enrol_voices(store: Store, night: str, model: str,
+                 rows: Sequence[tuple[str, str, float, Sequence[float]]]) -> int:
+    """Record agents' voices: (call_id, agent_id, confidence, unit vector) of sure mono calls.
+    A call seen again replaces its row, so a rerun of a night never counts a call twice."""
+    night = _night(night)
+    stamp = _now()
+    values = [{"call_id": call_id, "model": model, "agent_id": agent, "night": night, "confidence": conf,
+               "vector": json.dumps([round(float(v), 6) for v in vector]), "recorded_at": stamp}
+              for call_id, agent, conf, vector in rows]
+    if values:
+        with _errors(describe(store), "record agent voices"), _write(store.engine) as conn:
+            _upsert(conn, voice_enrolments, values)
+    return len(values)
+
+
+def agent_voices(store: Store, model: str, before: str) -> dict[str, tuple[float, ...]]:
+    """Each enrolled agent's voiceprint for the speaker models ``model``: the unit mean of their
+    latest VOICE_CALLS calls from nights before ``before`` (tonight's calls never teach
+    tonight's, so a rerun of a night decides as the first run did)."""
+    query = (sa.select(voice_enrolments.c.agent_id, voice_enrolments.c.vector)
+             .where(voice_enrolments.c.model == model, voice_enrolments.c.night < _night(before))
+             .order_by(voice_enrolments.c.agent_id, voice_enrolments.c.night.desc(),
+                       voice_enrolments.c.call_id))
+    with _errors(describe(store), "read agent voices"), store.engine.connect() as conn:
+        found: dict[str, list[list[float]]] = {}
+        for agent, vector in conn.execute(query):
+            kept = found.setdefault(agent, [])
+            if len(kept) < VOICE_CALLS:
+                kept.append(json.loads(vector))
+    prints = {}
+    for agent, vectors in found.items():
+        mean = [sum(col) / len(col) for col in zip(*vectors, strict=True)]
+        norm = sum(v * v for v in mean) ** 0.5 or 1.0
+        prints[agent] = tuple(v / norm for v in mean)
+    return prints
 
 
 LOCK_STALE_S = 2 * 3600  # a lock held from another host with no heartbeat this long is taken over

@@ -38,6 +38,7 @@ from speechqa.compliance.schema import (
     Scope,
     Scorecard,
     Similar,
+    uses_roles,
     walk,
 )
 from speechqa.phonetic import (
@@ -634,6 +635,12 @@ def _result(view: CallView, item: Item, outcome: str, points: float, max_points:
 
 
 def evaluate_item(item: Item, view: CallView) -> RuleResult:
+    if "roles_uncertain" in view.result.flags and uses_roles(item.passes):
+        decision = view.result.roles
+        sure = f" (role confidence {decision.confidence:.2f})" if decision is not None and \
+            decision.confidence is not None else ""
+        return _result(view, item, "na", 0.0, 0.0, None,
+                       f"not scored: agent and customer could not be told apart surely on this mono call{sure}")
     if item.na is not None:
         na = evaluate(item.na, view)
         if na.ok:
@@ -693,4 +700,6 @@ def score_call(result: CallResult, scorecard: Scorecard) -> Compliance:
     possible = sum(r.max_points for r in results)
     earned = sum(r.points for r in results)
     score = 0.0 if auto_fail else (round(100 * earned / possible, 2) if possible > 0 else 100.0)
+    if possible == 0 and "roles_uncertain" in result.flags:
+        score = math.nan  # every item needed the roles: no score beats a made-up 100
     return Compliance(score, auto_fail, results, label, scorecard.sha256)

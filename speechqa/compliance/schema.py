@@ -169,6 +169,26 @@ class Not:
 Condition = Phrases | Similar | Regex | Before | EventCond | Context | Metric | All | Any_ | Not
 
 
+def uses_roles(cond: Condition) -> bool:
+    """Whether ``cond`` needs to know who is the agent: a scope or event of one role, or a
+    metric of one role (talk_ratio_agent, n_interruptions_agent …)."""
+    if isinstance(cond, Phrases | Similar | Regex):
+        return cond.scope.role in ("agent", "customer")
+    if isinstance(cond, EventCond):
+        return cond.role in ("agent", "customer")
+    if isinstance(cond, Metric):
+        return "agent" in cond.name or "customer" in cond.name
+    if isinstance(cond, Before):
+        return uses_roles(cond.first) or uses_roles(cond.then)
+    if isinstance(cond, Context):
+        return uses_roles(cond.each) or uses_roles(cond.has)
+    if isinstance(cond, All | Any_):
+        return any(uses_roles(p) for p in cond.parts)
+    if isinstance(cond, Not):
+        return uses_roles(cond.part)
+    return False
+
+
 @dataclass(frozen=True)
 class ItemClips:
     """What training clips an item's result makes (``[sections.items.clips]``)."""

@@ -1,0 +1,362 @@
+"""Who spoke when on a mono call: two voices separated with a real speaker model.
+
+The method is pyannote's (segmentation, then embeddings per window and local speaker, then
+clustering), run on onnxruntime without torch:
+
+1. **Segmentation.** pyannote segmentation-3.0 reads 10 s windows (every ``step_s``) and says,
+   for each 17 ms frame, which of up to three *local* speakers talk, two at once included
+   (its powerset output: overlaps and speaker changes come from the model, not from pauses).
+2. **Embeddings.** For each window and local speaker with at least ``min_embed_s`` of speech
+   of their own (frames where nobody else talks), 3D-Speaker's CAM++ (zh-en) embeds that
+   speech (80-bin Kaldi fbank, mean-normalised, from kaldi-native-fbank).
+3. **Clustering** into the call's two voices: average-linkage clustering on cosine distance,
+   then a few rounds of re-assignment to the centroids (weighted by speech). Within a window
+   two local speakers are never the same voice (the assignment is one-to-one); a local speaker
+   too short to embed (a backchannel 嗯, 对) is the *other* voice of its window, which is what
+   a backchannel is.
+4. **Reconstruction.** Each frame's voices are the average over the windows that saw it, and
+   the call's speaker turns are the runs of each voice (two at once where they overlap).
+
+Whisper's turns are then cut where the speaker changes, word by word (speechqa/asr.py), and
+speechqa/roles.py decides which voice is the agent's. A recording longer than one audio piece
+is analysed piece by piece (memory stays one piece) and clustered once for the whole call.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechqa.errors import ModelError, SpeechQAError
+from speechqa.files import write_text_atomic
+from speechqa.models import SpeakerModelInfo, read_speaker_models
+
+RATE = 16_000
+WINDOW = 10 * RATE  # segmentation-3.0's window
+FRAME_STEP = 270  # samples between its output frames (SincNet's strides)
+FRAME_FIELD = 721  # samples one frame sees
+FRAMES = (WINDOW - FRAME_FIELD) // FRAME_STEP  # 589, as the model gives
+# segmentation-3.0's seven classes: nobody, one of three local speakers, or two of them at once
+POWERSET = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
+FORMAT = 1  # of the cached diarisation
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """A stretch in which one voice talks (the two voices' turns may overlap)."""
+
+    start: float
+    end: float
+    speaker: int
+
+
+@dataclass(frozen=True)
+class Diarization:
+    """A mono call's two voices: when each spoke, and what each sounds like."""
+
+    turns: tuple[SpeakerTurn, ...]  # by start
+    centroids: tuple[tuple[float, ...], ...]  # one unit vector per voice (CAM++, 192 dims)
+    similarity: float  # cosine between the two voices: near 1, one voice split in two
+    seconds: float  # what diarisation cost
+    model: str  # the speaker models' sha256
+    n_embeddings: int = 0
+
+    @property
+    def n_speakers(self) -> int:
+        return len(self.centroids)
+
+    def speech_s(self, speaker: int) -> float:
+        return sum(t.end - t.start for t in self.turns if t.speaker == speaker)
+
+
+@dataclass
+class _Window:
+    """One segmentation window: its local speakers' frames and, when long enough, voices."""
+
+    start: float  # call time of frame 0's sample 0
+    active: np.ndarray  # (FRAMES, 3) bool
+    n_frames: int  # frames inside the audio (the last window is padded)
+    embeddings: dict[int, np.ndarray] = field(default_factory=dict)  # local speaker -> unit vector
+    weights: dict[int, float] = field(default_factory=dict)  # seconds of own speech embedded
+    assigned: dict[int, int] = field(default_factory=dict)  # local speaker -> voice
+
+
+@dataclass(frozen=True, eq=False)
+class SpeakerModels:
+    info: SpeakerModelInfo
+    segmentation: Any  # onnxruntime.InferenceSession
+    embedding: Any
+
+
+@functools.lru_cache(maxsize=2)
+def load_models(path: str, threads: int = 1) -> SpeakerModels:
+    """The two ONNX sessions, once per process (``threads``: onnxruntime's intra-op threads)."""
+    import onnxruntime
+
+    info = read_speaker_models(Path(path))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        seg = onnxruntime.InferenceSession(str(info.segmentation), options, providers=["CPUExecutionProvider"])
+        emb = onnxruntime.InferenceSession(str(info.embedding), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # a damaged file: onnxruntime's own message says what
+        raise ModelError(f"{info.path}: the speaker models do not load ({exc}); "
+                         "run 'speechqa models install --force'") from exc
+    return SpeakerModels(info, seg, emb)
+
+
+def fbank(samples: np.ndarray) -> np.ndarray:
+    """80-bin Kaldi fbank (25 ms frames every 10 ms, no dither), mean-normalised over time:
+    what CAM++ was trained on."""
+    import kaldi_native_fbank as knf
+
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = RATE
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.snip_edges = True
+    opts.mel_opts.num_bins = 80
+    computer = knf.OnlineFbank(opts)
+    computer.accept_waveform(RATE, (samples * 32768.0).astype(np.float32).tolist())
+    computer.input_finished()
+    n = computer.num_frames_ready
+    if n == 0:
+        return np.zeros((0, 80), np.float32)
+    feats = np.stack([computer.get_frame(i) for i in range(n)]).astype(np.float32)
+    return feats - feats.mean(axis=0, keepdims=True)
+
+
+def embed(models: SpeakerModels, samples: np.ndarray) -> np.ndarray:
+    """CAM++'s unit-length embedding of ``samples`` (16 kHz mono)."""
+    feats = fbank(samples)
+    if len(feats) < 2:
+        raise ValueError("too little audio to embed")
+    vector = models.embedding.run(None, {"feats": feats[None]})[0][0]
+    return vector / max(float(np.linalg.norm(vector)), 1e-9)
+
+
+def frame_time(index: np.ndarray | int) -> np.ndarray | float:
+    """Seconds from a window's start to the middle of frame ``index``."""
+    return (np.asarray(index) * FRAME_STEP + FRAME_FIELD / 2) / RATE
+
+
+def segment(models: SpeakerModels, samples: np.ndarray, offset_s: float, step_s: float,
+            min_embed_s: float, max_embed_s: float) -> list[_Window]:
+    """Segmentation windows of one piece of a call (mono, 16 kHz), with their local speakers'
+    embeddings. ``offset_s``: where the piece starts in the call."""
+    step = max(int(step_s * RATE), RATE)
+    n = len(samples)
+    starts = list(range(0, max(n - WINDOW, 0) + 1, step))
+    if starts[-1] + WINDOW < n:
+        starts.append(starts[-1] + step)
+    windows: list[_Window] = []
+    batch = 8
+    for b in range(0, len(starts), batch):
+        chunk = np.zeros((len(starts[b:b + batch]), 1, WINDOW), np.float32)
+        for j, s in enumerate(starts[b:b + batch]):
+            piece = samples[s:s + WINDOW]
+            chunk[j, 0, :len(piece)] = piece
+        classes = models.segmentation.run(None, {"input": chunk})[0].argmax(axis=-1)  # (B, FRAMES)
+        for j, s in enumerate(starts[b:b + batch]):
+            inside = min(FRAMES, max(0, (min(n - s, WINDOW) - FRAME_FIELD) // FRAME_STEP))
+            active = POWERSET[classes[j]].copy()
+            active[inside:] = False
+            windows.append(_Window(offset_s + s / RATE, active, inside))
+    min_frames = int(min_embed_s * RATE / FRAME_STEP)
+    for w, s in zip(windows, starts, strict=True):
+        alone = w.active.sum(axis=1) == 1
+        for k in range(3):
+            own = w.active[:, k] & alone
+            if own.sum() < min_frames:
+                continue
+            if own.sum() * FRAME_STEP > max_embed_s * RATE:  # the middle of the speaker's own speech
+                at = np.flatnonzero(own)
+                keep = int(max_embed_s * RATE / FRAME_STEP)
+                middle = len(at) // 2
+                own = np.zeros_like(own)
+                own[at[max(0, middle - keep // 2):middle - keep // 2 + keep]] = True
+            samples_mask = _frames_to_samples(own, min(WINDOW, n - s))
+            speech = samples[s:s + len(samples_mask)][samples_mask]
+            try:
+                w.embeddings[k] = embed(models, speech)
+            except ValueError:
+                continue
+            w.weights[k] = float(own.sum() * FRAME_STEP / RATE)
+    return windows
+
+
+def _frames_to_samples(frames: np.ndarray, n_samples: int) -> np.ndarray:
+    """A sample mask from a frame mask: each frame owns the FRAME_STEP samples at its centre."""
+    mask = np.zeros(n_samples, bool)
+    for i in np.flatnonzero(frames):
+        lo = int(i * FRAME_STEP + FRAME_FIELD / 2 - FRAME_STEP / 2)
+        mask[max(lo, 0):max(min(lo + FRAME_STEP, n_samples), 0)] = True
+    return mask
+
+
+def cluster(windows: Sequence[_Window], n_speakers: int = 2, rounds: int = 5) -> np.ndarray:
+    """The voices' centroids (unit vectors), with every window's local speakers assigned."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.optimize import linear_sum_assignment
+
+    keys = [(wi, k) for wi, w in enumerate(windows) for k in sorted(w.embeddings)]
+    if not keys:
+        return np.zeros((0, 192), np.float32)
+    x = np.stack([windows[wi].embeddings[k] for wi, k in keys])
+    weight = np.array([windows[wi].weights[k] for wi, k in keys])
+    if len(keys) < n_speakers:
+        labels = np.zeros(len(keys), int)
+    else:
+        labels = fcluster(linkage(x, method="average", metric="cosine"), n_speakers, criterion="maxclust") - 1
+    centroids = np.zeros((max(n_speakers, int(labels.max()) + 1), x.shape[1]))
+    for _ in range(rounds):
+        for g in range(len(centroids)):
+            chosen = labels == g
+            if chosen.any():
+                c = (x[chosen] * weight[chosen, None]).sum(axis=0)
+                centroids[g] = c / max(float(np.linalg.norm(c)), 1e-9)
+        labels = (x @ centroids.T).argmax(axis=1)
+    used = sorted(set(labels.tolist()))
+    centroids = centroids[used]
+    # one-to-one within a window: two local speakers of one window are two voices
+    for w in windows:
+        local = sorted(w.embeddings)
+        if not local:
+            continue
+        sim = np.stack([w.embeddings[k] for k in local]) @ centroids.T
+        rows, cols = linear_sum_assignment(-sim)
+        w.assigned = {local[r]: int(c) for r, c in zip(rows, cols, strict=True)}
+        for r, k in enumerate(local):  # a third local speaker (rare): its nearest voice
+            w.assigned.setdefault(k, int(sim[r].argmax()))
+        if len(centroids) == 2:  # the short local speakers: the other voice of the window
+            taken = set(w.assigned.values())
+            for k in range(3):
+                if k not in w.assigned and w.active[:, k].any() and len(taken) == 1:
+                    w.assigned[k] = 1 - next(iter(taken))
+    return centroids
+
+
+def reconstruct(windows: Sequence[_Window], n_voices: int, min_s: float = 0.1) -> tuple[SpeakerTurn, ...]:
+    """Speaker turns from the windows' assigned local speakers, averaged where windows overlap."""
+    if not windows or n_voices == 0:
+        return ()
+    hop = FRAME_STEP / RATE
+    origin = min(w.start for w in windows)
+    end = max(w.start + w.n_frames * hop for w in windows)
+    size = int(np.ceil((end - origin) / hop)) + FRAMES
+    score = np.zeros((n_voices, size))
+    seen = np.zeros(size)
+    for w in windows:
+        at = int(round((w.start - origin) / hop))
+        seen[at:at + w.n_frames] += 1
+        for k, g in w.assigned.items():
+            score[g, at:at + w.n_frames] += w.active[:w.n_frames, k]
+    active = score >= 0.5 * np.maximum(seen, 1)
+    turns = []
+    centre = FRAME_FIELD / 2 / RATE
+    for g in range(n_voices):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], active[g].astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            start, stop = origin + centre + (a - 0.5) * hop, origin + centre + (b - 0.5) * hop
+            if stop - start >= min_s:
+                turns.append(SpeakerTurn(round(max(start, 0.0), 3), round(stop, 3), g))
+    return tuple(sorted(turns, key=lambda t: (t.start, t.speaker)))
+
+
+class Diariser:
+    """A call's diarisation, fed piece by piece (:meth:`add`), clustered once (:meth:`finish`)."""
+
+    def __init__(self, models: SpeakerModels, *, step_s: float = 10.0, min_embed_s: float = 0.5,
+                 max_embed_s: float = 3.0):
+        self.models, self.step_s, self.min_embed_s, self.max_embed_s = models, step_s, min_embed_s, max_embed_s
+        self.windows: list[_Window] = []
+        self.seconds = 0.0
+
+    def add(self, offset_s: float, samples: np.ndarray) -> None:
+        """One piece of the call: mono samples at 16 kHz starting ``offset_s`` into it."""
+        t0 = time.perf_counter()
+        if len(samples):
+            self.windows.extend(segment(self.models, samples, offset_s, self.step_s, self.min_embed_s,
+                                        self.max_embed_s))
+        self.seconds += time.perf_counter() - t0
+
+    def finish(self) -> Diarization:
+        t0 = time.perf_counter()
+        centroids = cluster(self.windows)
+        turns = reconstruct(self.windows, len(centroids))
+        similarity = float(centroids[0] @ centroids[1]) if len(centroids) == 2 else 1.0
+        self.seconds += time.perf_counter() - t0
+        return Diarization(turns, tuple(tuple(round(float(v), 6) for v in c) for c in centroids),
+                           round(similarity, 4), round(self.seconds, 3), self.models.info.sha256,
+                           sum(len(w.embeddings) for w in self.windows))
+
+
+def diarise(pieces: Iterable[tuple[float, np.ndarray]], models: SpeakerModels, **options: float) -> Diarization:
+    """The call's two voices from its mono pieces ((offset seconds, samples at 16 kHz))."""
+    diariser = Diariser(models, **options)
+    for offset, samples in pieces:
+        diariser.add(offset, samples)
+    return diariser.finish()
+
+
+def speaker_at(turns: Sequence[SpeakerTurn], start: float, end: float) -> int:
+    """The voice that talks most in [start, end]; the nearest one when none does (-1: no turns)."""
+    best, most = -1, 0.0
+    talk: dict[int, float] = {}
+    for t in turns:
+        if t.end <= start or t.start >= end:
+            continue
+        talk[t.speaker] = talk.get(t.speaker, 0.0) + min(t.end, end) - max(t.start, start)
+    for speaker, seconds in talk.items():
+        if seconds > most:
+            best, most = speaker, seconds
+    if best >= 0 or not turns:
+        return best
+    middle = (start + end) / 2
+    return min(turns, key=lambda t: max(t.start - middle, middle - t.end, 0.0)).speaker
+
+
+# -- the cache: a call's diarisation beside its transcript -----------------------------------
+
+
+def cache_key(audio_sha256: str, models_sha256: str, step_s: float, min_embed_s: float,
+              max_embed_s: float) -> str:
+    import hashlib
+
+    raw = json.dumps([FORMAT, audio_sha256, models_sha256, step_s, min_embed_s, max_embed_s])
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def save_cached(cache_dir: Path, key: str, result: Diarization) -> None:
+    write_text_atomic(cache_dir / "speakers" / f"{key}.json", json.dumps(asdict(result)))
+
+
+def load_cached(cache_dir: Path, key: str) -> Diarization | None:
+    path = cache_dir / "speakers" / f"{key}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        turns = tuple(SpeakerTurn(**t) for t in data.pop("turns"))
+        centroids = tuple(tuple(c) for c in data.pop("centroids"))
+        return Diarization(turns, centroids, **data)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None  # a damaged cache entry is computed again
+
+
+def check_models(path: str) -> SpeakerModelInfo:
+    """The speaker models, checked before any call (a run that needs them stops here)."""
+    try:
+        return load_models(path).info
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise SpeechQAError(f"{path}: {exc}") from exc
