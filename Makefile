@@ -11,7 +11,7 @@ SPEAKER := models/speaker/speechqa-speaker.json
 help:
 	@echo "make run    set up the environment and model, then transcribe recordings/ into out/"
 	@echo "make test   run the test suite (real Whisper model on the fixture calls)"
-	@echo "make bench  CER and ASR speed, real speech beside the naive loop, sentiment, scorecard accuracy (dev + held-out eval calls), PII leaks under ASR variants"
+	@echo "make bench  CER and ASR speed, real speech beside the naive loop, sentiment, scorecard accuracy (dev + held-out eval calls), PII leaks under ASR variants, mono diarisation (DER, roles)"
 	@echo "make lint   ruff and mypy"
 
 $(STAMP): pyproject.toml
@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/bench_long.py --hours 3 --real
 	$(BIN)/python bench/bench_night.py --calls 500,2000,10000
 	$(BIN)/python bench/bench_report.py
+	$(BIN)/python bench/bench_speakers.py
 
 clean:
 	rm -rf out .pytest_cache

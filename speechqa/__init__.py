@@ -1,3 +1,3 @@
 """speechqa: offline speech analytics for call-centre recordings (Mandarin first)."""
 
-__version__ = "0.9.0"
+__version__ = "0.10.0"

@@ -394,7 +394,9 @@ def analyse_turns(
         call_metrics = tuple((dict(call_metrics) | covered).items())
         timings["metrics"] = time.perf_counter() - t0
         flags = call_flags(covered, turns, settings.guards.min_coverage)
-        if decision is not None and decision.uncertain(settings.speakers.min_confidence):
+        # roles of a call with no words at all do not matter: it is not scored (no_words)
+        unsure = decision is not None and decision.uncertain(settings.speakers.min_confidence)
+        if unsure and "no_words" not in flags:
             flags = (*flags, "roles_uncertain")
 
         result = CallResult(

@@ -23,6 +23,7 @@ from speechqa.config import load_settings
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_CALLS = ROOT / "tests" / "fixtures" / "calls"
 MODEL_DIR = ROOT / "models" / "whisper-base"
+SPEAKER_DIR = MODEL_DIR.parent / "speaker"  # speechqa models install builds both
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,7 +36,7 @@ def _history_store_in_tmp(tmp_path_factory):
 
 def settings_for(cache_dir: Path | None = None, **asr):
     """Settings isolated from the developer's environment, pointing at the real model."""
-    overrides = {"asr": {"model": str(MODEL_DIR), **asr},
+    overrides = {"asr": {"model": str(MODEL_DIR), **asr}, "speakers": {"model": str(SPEAKER_DIR)},
                  "store": {"db": os.environ.get("SPEECHQA_STORE_DB", str(Path(tempfile.mkdtemp()) / "qa.db"))}}
     if cache_dir is not None:
         overrides["batch"] = {"cache_dir": str(cache_dir)}

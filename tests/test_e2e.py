@@ -80,8 +80,27 @@ def test_stereo_roles_follow_the_channels(fixture_run):
             # the ground-truth turn this one overlaps most was spoken by the same role
             best = max(truth["turns"], key=lambda g: min(g["end"], t.end) - max(g["start"], t.start))
             assert best["role"] == t.role, (t.turn_id, t.text, best["text"])
+
+
+def test_mono_roles_come_from_the_speaker_model(fixture_run):
+    """fx_mono is one channel: its voices are separated by the speaker model and the agent's
+    is told by evidence (speechqa/diarize.py, speechqa/roles.py)."""
+    turns = _read(fixture_run.out, "turns")
+    calls = _read(fixture_run.out, "calls").set_index("call_id")
     mono = turns[turns.call_id == "fx_mono"]
-    assert set(mono.role) == {"unknown"}
+    assert set(mono.role) == {"agent", "customer"} and set(mono.channel) == {0}
+    truth = _truth("fx_mono")
+    right = total = 0.0
+    for t in mono.itertuples():
+        best = max(truth["turns"], key=lambda g: min(g["end"], t.end) - max(g["start"], t.start))
+        total += t.end - t.start
+        right += (t.end - t.start) * (best["role"] == t.role)
+    assert right / total >= 0.95, (right / total, mono[["role", "text"]].values.tolist())
+    row = calls.loc["fx_mono"]
+    assert row.role_source == "diarised" and row.role_confidence >= 0.8
+    assert "roles_uncertain" not in str(row.flags)
+    assert calls.loc["fx_stereo", "role_source"] == "channels"
+    assert pd.isna(calls.loc["fx_stereo", "role_confidence"])
 
 
 def test_turns_have_times_words_and_ids(fixture_run):

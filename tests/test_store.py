@@ -110,7 +110,7 @@ def columns(engine: sa.Engine, table: str) -> set[str]:
 
 
 def test_a_new_store_has_every_migration_and_the_tables_the_code_expects(store):
-    assert history.current_version(store) == history.SCHEMA_VERSION == 5
+    assert history.current_version(store) == history.SCHEMA_VERSION == 6
     assert [v for v, _ in versions(store)] == [v for v, _, _ in history.MIGRATIONS]
     # the migrations, replayed from version 1, build exactly the tables the queries use
     for table in history.META.sorted_tables:
@@ -135,7 +135,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_calls(db, reopen):
     old.dispose()
 
     store = reopen()
-    assert history.current_version(store) == 5
+    assert history.current_version(store) == 6
     row = history.calls_frame(store).iloc[0]
     assert (row.call_id, row.hold_s, row.n_interruptions_agent) == ("old1", 12.5, 3)
     assert row.longest_silence_s is None or row.longest_silence_s != row.longest_silence_s  # NULL
@@ -434,3 +434,16 @@ def test_shards_of_a_night_run_together_but_never_beside_the_whole_night(store):
     with pytest.raises(LockedError, match=r"\(the whole night\)"):
         history.lock_night(store, NIGHT, "/out/1", shard="1of2")
     history.unlock_night(store, whole)
+
+
+def test_agent_voices_come_from_earlier_nights_and_a_rerun_counts_a_call_once(store):
+    history.enrol_voices(store, "2026-11-20", "m1", [("c1", "A1", 0.99, [1.0, 0.0]),
+                                                     ("c2", "A1", 0.97, [0.0, 1.0])])
+    history.enrol_voices(store, "2026-11-20", "m1", [("c1", "A1", 0.99, [1.0, 0.0])])  # the night run again
+    history.enrol_voices(store, "2026-11-21", "m1", [("c3", "A1", 0.99, [-1.0, 0.0])])  # tonight's own call
+    history.enrol_voices(store, "2026-11-20", "other-model", [("c4", "A2", 0.99, [1.0, 0.0])])
+    prints = history.agent_voices(store, "m1", before="2026-11-21")
+    assert set(prints) == {"A1"}  # another speaker model's vectors are not comparable
+    assert prints["A1"] == pytest.approx((2 ** -0.5, 2 ** -0.5))  # c1 and c2 once each, not c3
+    with sa.create_engine(store.url).connect() as conn:
+        assert conn.execute(sa.text("select count(*) from voice_enrolments")).scalar() == 4
