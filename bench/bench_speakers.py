@@ -149,9 +149,10 @@ def main() -> int:
         work = WORK / name
         truths: dict[str, dict] = {}
         for folder in SETS[name]:
-            found = mix_down(folder, WORK / "mixes" / folder.parent.name)
+            mixes = WORK / "mixes" / "-".join(folder.relative_to(ROOT).parts)
+            found = mix_down(folder, mixes)
             for call_id in found:
-                WORK_MIX[call_id] = WORK / "mixes" / folder.parent.name / f"{call_id}.wav"
+                WORK_MIX[call_id] = mixes / f"{call_id}.wav"
             truths |= found
         (work / "history.db").unlink(missing_ok=True)
         calls, turns = [], []
@@ -159,18 +160,20 @@ def main() -> int:
             settings = load_settings(overrides={
                 "asr": {"model": str(ROOT / "models" / "whisper-base")},
                 "speakers": {"model": str(models.path)},
-                "batch": {"cache_dir": str(cache)},
+                "batch": {"cache_dir": str(cache), "allow_outside": True},  # the nights link to the mixes
                 "store": {"db": str(work / "history.db")},
                 "sampling": {"night": f"2027-01-0{i + 1}"},
                 "report": {"enabled": False},
             })
             out = work / f"out{i + 1}"
-            run_batch(night, out, settings)
+            summary = run_batch(night, out, settings)
+            if summary.failures:
+                raise SystemExit(f"{night}: {[f.reason for f in summary.failures]}")
             calls.append(pd.read_parquet(out / "calls.parquet").assign(night=i + 1))
             turns.append(pd.read_parquet(out / "turns.parquet"))
         c, t = pd.concat(calls), pd.concat(turns)
         right = total = right_sure = total_sure = 0.0
-        uncertain = set(c[c.flags.fillna("").str.contains("roles_uncertain")].call_id)
+        uncertain = set(c[c["flags"].fillna("").str.contains("roles_uncertain")].call_id)
         for row in t.itertuples():
             ref = truths[row.call_id]["turns"]
             best = max(ref, key=lambda x: min(x["end"], row.end) - max(x["start"], row.start))

@@ -45,7 +45,8 @@ FRAME_FIELD = 721  # samples one frame sees
 FRAMES = (WINDOW - FRAME_FIELD) // FRAME_STEP  # 589, as the model gives
 # segmentation-3.0's seven classes: nobody, one of three local speakers, or two of them at once
 POWERSET = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
-FORMAT = 1  # of the cached diarisation
+FORMAT = 2  # of the cached diarisation
+BRIDGE_S = 0.5  # a voice's pause this short, with nobody else in it, stays inside its turn
 
 
 @dataclass(frozen=True)
@@ -244,8 +245,11 @@ def cluster(windows: Sequence[_Window], n_speakers: int = 2, rounds: int = 5) ->
     return centroids
 
 
-def reconstruct(windows: Sequence[_Window], n_voices: int, min_s: float = 0.1) -> tuple[SpeakerTurn, ...]:
-    """Speaker turns from the windows' assigned local speakers, averaged where windows overlap."""
+def reconstruct(windows: Sequence[_Window], n_voices: int, min_s: float = 0.1,
+                bridge_s: float = BRIDGE_S) -> tuple[SpeakerTurn, ...]:
+    """Speaker turns from the windows' assigned local speakers, averaged where windows overlap.
+    A voice's pause of up to ``bridge_s`` that no other voice speaks in stays inside its turn
+    (a breath between two clauses is not the end of a turn); turns under ``min_s`` are dropped."""
     if not windows or n_voices == 0:
         return ()
     hop = FRAME_STEP / RATE
@@ -260,14 +264,23 @@ def reconstruct(windows: Sequence[_Window], n_voices: int, min_s: float = 0.1) -
         for k, g in w.assigned.items():
             score[g, at:at + w.n_frames] += w.active[:w.n_frames, k]
     active = score >= 0.5 * np.maximum(seen, 1)
-    turns = []
+    spans: list[list[list[float]]] = []
     centre = FRAME_FIELD / 2 / RATE
     for g in range(n_voices):
         edges = np.flatnonzero(np.diff(np.concatenate([[0], active[g].astype(np.int8), [0]])))
-        for a, b in zip(edges[::2], edges[1::2], strict=True):
-            start, stop = origin + centre + (a - 0.5) * hop, origin + centre + (b - 0.5) * hop
-            if stop - start >= min_s:
-                turns.append(SpeakerTurn(round(max(start, 0.0), 3), round(stop, 3), g))
+        spans.append([[origin + centre + (a - 0.5) * hop, origin + centre + (b - 0.5) * hop]
+                      for a, b in zip(edges[::2], edges[1::2], strict=True)])
+    turns = []
+    for g, mine in enumerate(spans):
+        others = [s for h, theirs in enumerate(spans) if h != g for s in theirs]
+        merged: list[list[float]] = []
+        for start, stop in mine:  # a voice's short pause, with nobody else in it, is still its turn
+            if merged and start - merged[-1][1] <= bridge_s and not any(
+                    o[0] < start and o[1] > merged[-1][1] for o in others):
+                merged[-1][1] = stop
+            else:
+                merged.append([start, stop])
+        turns.extend(SpeakerTurn(round(max(a, 0.0), 3), round(b, 3), g) for a, b in merged if b - a >= min_s)
     return tuple(sorted(turns, key=lambda t: (t.start, t.speaker)))
 
 
