@@ -12,6 +12,8 @@ Sets:
 
 - ``tune``: ``recordings/`` and ``tests/fixtures/calls``, the calls the thresholds and cue
   phrases were looked at on;
+- ``dev``: mono mixes of ``bench/eval`` .. ``bench/eval4`` (held out for the scorecard, not
+  for the speaker stages): what the speaker stages were developed on after ``tune``;
 - ``eval``: ``bench/mono`` (new voices, wording and companies, written with mid-turn
   backchannels and barge-ins for this bench), ``bench/eval5`` and ``bench/eval6``; nobody
   tuned the speaker stages on them.
@@ -52,6 +54,7 @@ from speechqa.pipeline import run_batch  # noqa: E402
 
 SETS = {
     "tune": (ROOT / "recordings", ROOT / "tests" / "fixtures" / "calls"),
+    "dev": tuple(ROOT / "bench" / name / "calls" for name in ("eval", "eval2", "eval3", "eval4")),
     "eval": tuple(ROOT / "bench" / name / "calls" for name in ("mono", "eval5", "eval6")),
 }
 WORK = ROOT / "out" / "bench-speakers"
@@ -112,10 +115,11 @@ def der(truths: dict[str, dict], cache: Path, models_sha: str, settings) -> dict
     sp = settings.speakers
     parts = {"miss": 0.0, "false_alarm": 0.0, "confusion": 0.0, "total": 0.0}
     seconds = 0.0
+    per_call = {}
     for call_id, truth in truths.items():
         sha = audio.content_sha256(WORK_MIX[call_id])
         found = diarize.load_cached(cache, diarize.cache_key(sha, models_sha, sp.step_s, sp.min_embed_s,
-                                                             sp.max_embed_s))
+                                                             sp.chunk_s))
         if found is None:
             raise SystemExit(f"{call_id}: no diarisation in the cache (did the run diarise it?)")
         seconds += found.seconds
@@ -125,13 +129,16 @@ def der(truths: dict[str, dict], cache: Path, models_sha: str, settings) -> dict
         for i, t in enumerate(found.turns):
             hyp[Segment(t.start, t.end), i] = f"voice{t.speaker}"
         detail = metric(ref, hyp, detailed=True)
+        per_call[call_id] = {"der": detail["diarization error rate"],
+                             "confusion": detail["confusion"] / max(detail["total"], 1e-9),
+                             "similarity": found.similarity}
         for key, name in (("miss", "missed detection"), ("false_alarm", "false alarm"),
                           ("confusion", "confusion"), ("total", "total")):
             parts[key] += detail[name]
     total = max(parts["total"], 1e-9)
     return {"der": (parts["miss"] + parts["false_alarm"] + parts["confusion"]) / total,
             "miss": parts["miss"] / total, "false_alarm": parts["false_alarm"] / total,
-            "confusion": parts["confusion"] / total, "diarise_s": seconds}
+            "confusion": parts["confusion"] / total, "diarise_s": seconds, "per_call": per_call}
 
 
 WORK_MIX: dict[str, Path] = {}
@@ -141,7 +148,7 @@ def main() -> int:
     import pandas as pd
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sets", default="tune,eval")
+    parser.add_argument("--sets", default="tune,dev,eval")
     args = parser.parse_args()
     cache = ROOT / "out" / ".bench-cache"
     models = read_speaker_models(ROOT / "models" / "speaker")
@@ -173,17 +180,28 @@ def main() -> int:
             turns.append(pd.read_parquet(out / "turns.parquet"))
         c, t = pd.concat(calls), pd.concat(turns)
         right = total = right_sure = total_sure = 0.0
+        by_call: dict[str, list[float]] = {}
         uncertain = set(c[c["flags"].fillna("").str.contains("roles_uncertain")].call_id)
         for row in t.itertuples():
             ref = truths[row.call_id]["turns"]
             best = max(ref, key=lambda x: min(x["end"], row.end) - max(x["start"], row.start))
             d = row.end - row.start
+            by_call.setdefault(row.call_id, [0.0, 0.0])
+            by_call[row.call_id][0] += d * (best["role"] == row.role)
+            by_call[row.call_id][1] += d
             total += d
             right += d * (best["role"] == row.role)
             if row.call_id not in uncertain:
                 total_sure += d
                 right_sure += d * (best["role"] == row.role)
         scores = der(truths, cache, models.sha256, settings)
+        columns = ["night", "role_confidence", "role_evidence", "speaker_similarity"]
+        table = c.set_index("call_id")[columns].copy()
+        table["role_accuracy"] = [by_call[i][0] / max(by_call[i][1], 1e-9) if i in by_call else None
+                                  for i in table.index]
+        table["der"] = [scores["per_call"][i]["der"] for i in table.index]
+        table["confusion"] = [scores["per_call"][i]["confusion"] for i in table.index]
+        table.round(3).to_csv(work / "per_call.csv")  # what each call got, for looking into a set
         asr_s = float(c.asr_seconds.sum())
         second = c[c.night == 2]
         voiced = int(second.role_evidence.fillna("").str.contains("voice").sum())

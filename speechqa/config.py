@@ -112,8 +112,8 @@ class SpeakerSettings:
     mixed_stereo: bool = False  # True: stereo files whose channels are both voices mixed, diarised as mono
     model: str = "models/speaker"  # speechqa models install puts the speaker models here
     step_s: float = 10.0  # segmentation windows (10 s) start this far apart
-    min_embed_s: float = 0.5  # a window's voice with less speech of its own is not embedded
-    max_embed_s: float = 3.0  # at most this much of it is embedded
+    chunk_s: float = 1.5  # each voice's own speech is embedded in chunks this long, and clustered
+    min_embed_s: float = 0.5  # a stretch of own speech shorter than this is not embedded
     min_confidence: float = 0.8  # below: roles_uncertain, must review, role items N/A
     same_voice: float = 0.9  # the two voices' cosine at or above which they are one voice
     enrol: bool = True  # keep each named agent's voiceprint in the history store, from sure calls
@@ -346,7 +346,7 @@ def validate(settings: Settings) -> Settings:
     sp = settings.speakers
     checks = [
         (sp.step_s >= 1.0, "[speakers] step_s must be >= 1"),
-        (0 < sp.min_embed_s <= sp.max_embed_s, "[speakers] min_embed_s must be > 0 and <= max_embed_s"),
+        (0 < sp.min_embed_s <= sp.chunk_s, "[speakers] min_embed_s must be > 0 and <= chunk_s"),
         (0 <= sp.min_confidence <= 1, "[speakers] min_confidence must be between 0 and 1"),
         (0 <= sp.enrol_min_confidence <= 1, "[speakers] enrol_min_confidence must be between 0 and 1"),
         (-1 <= sp.same_voice <= 1, "[speakers] same_voice must be between -1 and 1"),

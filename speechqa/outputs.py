@@ -133,7 +133,8 @@ def turns_frame(results: Iterable[CallResult]) -> pd.DataFrame:
     rows = [
         {
             "call_id": t.call_id, "turn_id": t.turn_id, "role": t.role, "channel": t.channel,
-            "speaker": t.speaker if t.speaker >= 0 else None, "start": t.start, "end": t.end, "text": t.text, "match_text": t.match_text,
+            "speaker": t.speaker if t.speaker >= 0 else None, "start": t.start, "end": t.end, "text": t.text,
+            "match_text": t.match_text,
             "tokens": " ".join(t.tokens), "sentiment": t.sentiment, "loudness_dbfs": t.loudness_dbfs,
             "shouting": t.shouting, "redactions": ";".join(t.redactions), "flags": ";".join(t.flags),
             "corrections": ";".join(t.corrections),
@@ -143,7 +144,8 @@ def turns_frame(results: Iterable[CallResult]) -> pd.DataFrame:
         for r in results
         for t in r.turns
     ]
-    return _frame(rows, TURN_COLUMNS, {"channel": "int64", "speaker": "Int64", "start": "float64", "end": "float64",
+    return _frame(rows, TURN_COLUMNS, {"channel": "int64", "speaker": "Int64", "start": "float64",
+                                       "end": "float64",
                                        "sentiment": "Float64", "loudness_dbfs": "Float64",
                                        "shouting": "boolean", "avg_logprob": "float64",
                                        "no_speech_prob": "float64", "compression_ratio": "float64"})

@@ -255,7 +255,7 @@ def _speakers_key(sha: str, ctx: Context) -> str:
         return ""
     sp = ctx.settings.speakers
     return diarize.cache_key(sha + (":mixed" if sp.mixed_stereo else ""), ctx.speakers.sha256, sp.step_s,
-                             sp.min_embed_s, sp.max_embed_s)
+                             sp.min_embed_s, sp.chunk_s)
 
 
 def _digest(vector: Sequence[float]) -> str:
@@ -268,7 +268,7 @@ def _diariser(ctx: Context) -> diarize.Diariser:
     assert ctx.speakers is not None
     sp = ctx.settings.speakers
     models = diarize.load_models(str(ctx.speakers.path), max(ctx.cpu_threads, 1))
-    return diarize.Diariser(models, step_s=sp.step_s, min_embed_s=sp.min_embed_s, max_embed_s=sp.max_embed_s)
+    return diarize.Diariser(models, step_s=sp.step_s, min_embed_s=sp.min_embed_s, chunk_s=sp.chunk_s)
 
 
 def _cache_levels(ctx: Context, sha: str, levels: list[Any]) -> None:

@@ -67,3 +67,22 @@ def test_incomplete_model_dir(tmp_path):
         read_model(m)
     with pytest.raises(ModelError, match="speechqa models install"):
         read_model(tmp_path / "absent")
+
+
+def test_the_speaker_models_build_reproducibly_and_a_second_install_keeps_them(tmp_path):
+    from speechqa.models import EMBEDDING_FILE, install_speaker_models, read_speaker_models
+    from tests.conftest import SPEAKER_DIR
+
+    built = install_speaker_models(tmp_path)
+    assert built.sha256 == read_speaker_models(SPEAKER_DIR).sha256  # the same weights, the same files
+    stamp = (built.path / EMBEDDING_FILE).stat().st_mtime_ns
+    assert install_speaker_models(tmp_path).sha256 == built.sha256
+    assert (built.path / EMBEDDING_FILE).stat().st_mtime_ns == stamp  # nothing rebuilt
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_missing_speaker_models_say_how_to_install_them(tmp_path):
+    from speechqa.models import read_speaker_models
+
+    with pytest.raises(ModelError, match="speechqa models install"):
+        read_speaker_models(tmp_path / "speaker")

@@ -157,20 +157,31 @@ def test_interruptions_on_a_mono_call_come_from_the_voices_overlap():
     assert dict(values)["talk_s_agent"] == pytest.approx(5.5)
 
 
-def test_cluster_keeps_two_local_speakers_of_a_window_apart_and_gives_a_backchannel_the_other_voice():
-    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
-    near_a = (a + 0.4 * b) / np.linalg.norm(a + 0.4 * b)
+def test_clustering_splits_a_local_speaker_made_of_two_voices_and_gives_a_backchannel_the_other_voice():
+    rng = np.random.default_rng(0)
+    common = rng.normal(size=16)  # what every chunk of the call shares (the line, the codec)
+    voice_a, voice_b = common + 0.3 * rng.normal(size=16), common + 0.3 * rng.normal(size=16)
+
+    def chunk(voice):
+        v = voice + 0.05 * rng.normal(size=16)
+        return v / np.linalg.norm(v)
+
     active = np.zeros((diarize.FRAMES, 3), bool)
-    active[:300, 0] = True
-    active[100:110, 1] = True  # a 嗯 too short to embed, under local speaker 0
-    windows = [diarize._Window(0.0, active.copy(), diarize.FRAMES, {0: a}, {0: 5.0}),
-               diarize._Window(10.0, active.copy(), diarize.FRAMES, {0: b}, {0: 5.0}),
-               # two local speakers both nearer voice a: one-to-one still gives them both voices
-               diarize._Window(20.0, active.copy(), diarize.FRAMES, {0: a, 1: near_a}, {0: 4.0, 1: 2.0})]
+    active[:500, 0] = True
+    active[200:210, 1] = True  # a 嗯 too short to embed, under local speaker 0
+    first = diarize._Window(0.0, active.copy(), diarize.FRAMES)
+    first.chunks = [(0, 0, 90, chunk(voice_a)), (0, 90, 180, chunk(voice_a)), (0, 300, 390, chunk(voice_a))]
+    # the segmentation heard two voices as one local speaker: its chunks say otherwise
+    second = diarize._Window(10.0, active.copy(), diarize.FRAMES)
+    second.chunks = [(0, 0, 90, chunk(voice_b)), (0, 90, 180, chunk(voice_b)), (0, 300, 390, chunk(voice_a))]
+    windows = [first, second]
     centroids = diarize.cluster(windows)
     assert len(centroids) == 2
-    assert windows[0].assigned[1] != windows[0].assigned[0]  # the backchannel: the other voice
-    assert windows[2].assigned[0] != windows[2].assigned[1]
+    assert first.chunk_voices[0] == second.chunk_voices[2] != second.chunk_voices[0]
+    assert first.assigned[1] != first.assigned[0]  # the backchannel: the other voice
+    voices = second.voices(2)
+    a, b = first.chunk_voices[0], 1 - first.chunk_voices[0]
+    assert voices[310, a] and not voices[310, b] and voices[50, b] and not voices[50, a]
     turns = diarize.reconstruct(windows, 2)
     assert {t.speaker for t in turns} == {0, 1}
 
@@ -179,7 +190,7 @@ def test_speaker_settings_are_checked():
     with pytest.raises(ConfigError, match=r"\[speakers\] min_confidence"):
         load_settings(overrides={"speakers": {"min_confidence": 1.5}})
     with pytest.raises(ConfigError, match=r"\[speakers\] min_embed_s"):
-        load_settings(overrides={"speakers": {"min_embed_s": 4.0, "max_embed_s": 3.0}})
+        load_settings(overrides={"speakers": {"min_embed_s": 4.0, "chunk_s": 1.5}})
 
 
 def test_a_damaged_cache_entry_is_heard_again(tmp_path):
