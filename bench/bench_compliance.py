@@ -18,7 +18,7 @@ call's ``script_items`` truth (true = pass, false = fail, null = N/A), per set:
 Each set is scored twice: from the audio, and (``<set>_script_``) from the calls' script
 through the transcript import (true words, roles and times): the analytics alone. Each wrong
 outcome of the audio run gets a cause (``wrong_by_cause``): ``analytics`` (the script run is
-wrong too), ``mono`` (one channel, no roles), ``roles`` (stereo, agent channel detected
+wrong too), ``mono`` (one channel, roles from the speaker model), ``roles`` (stereo, agent channel detected
 wrongly) or ``asr`` (the words whisper wrote).
 
 Per set: ``item_accuracy`` (agreement over pass / fail / N/A, all items of all calls), the
@@ -83,7 +83,7 @@ def tally(prefix: str, results, scorecard, reference: dict | None = None) -> tup
 
     With ``reference`` ((call_id, item_id) -> outcome of the script run), each wrong outcome
     gets a cause: ``analytics`` (the script run is wrong too), ``mono`` (a one-channel call:
-    no roles, issue 14), ``roles`` (a stereo call whose agent channel was detected wrongly)
+    its roles came from the speaker model, speechqa/roles.py), ``roles`` (a stereo call whose agent channel was detected wrongly)
     or ``asr`` (the words whisper wrote: dropped or misheard speech, issue 10)."""
     items = [i.id for i in scorecard.items]
     auto_items = {i.id for i in scorecard.items if i.auto_fail}

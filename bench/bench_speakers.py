@@ -209,8 +209,8 @@ def main() -> int:
               f"speakers_{name}_miss={scores['miss']:.3f} "
               f"speakers_{name}_false_alarm={scores['false_alarm']:.3f} "
               f"speakers_{name}_confusion={scores['confusion']:.3f} (target der <= 0.15)")
-        print(f"speakers_{name}_role_accuracy={right / max(total, 1e-9):.3f} "
-              f"speakers_{name}_role_accuracy_sure={right_sure / max(total_sure, 1e-9):.3f} (target >= 0.95) "
+        print(f"speakers_{name}_role_accuracy={right / max(total, 1e-9):.4f} "
+              f"speakers_{name}_role_accuracy_sure={right_sure / max(total_sure, 1e-9):.4f} (target >= 0.95) "
               f"speakers_{name}_low_confidence_share={len(uncertain) / len(c):.3f} "
               f"speakers_{name}_voice_evidence_calls={voiced}/{len(second)}")
         print(f"speakers_{name}_diarise_s={scores['diarise_s']:.1f} speakers_{name}_asr_s={asr_s:.1f} "
