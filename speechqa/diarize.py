@@ -1,19 +1,18 @@
 """Who spoke when on a mono call: two voices separated with a real speaker model.
 
-The method is pyannote's (segmentation, then embeddings per window and local speaker, then
-clustering), run on onnxruntime without torch:
+On onnxruntime, without torch:
 
 1. **Segmentation.** pyannote segmentation-3.0 reads 10 s windows (every ``step_s``) and says,
    for each 17 ms frame, which of up to three *local* speakers talk, two at once included
    (its powerset output: overlaps and speaker changes come from the model, not from pauses).
-2. **Embeddings.** For each window and local speaker with at least ``min_embed_s`` of speech
-   of their own (frames where nobody else talks), 3D-Speaker's CAM++ (zh-en) embeds that
-   speech (80-bin Kaldi fbank, mean-normalised, from kaldi-native-fbank).
-3. **Clustering** into the call's two voices: average-linkage clustering on cosine distance,
-   then a few rounds of re-assignment to the centroids (weighted by speech). Within a window
-   two local speakers are never the same voice (the assignment is one-to-one); a local speaker
-   too short to embed (a backchannel 嗯, 对) is the *other* voice of its window, which is what
-   a backchannel is.
+2. **Embeddings.** Each local speaker's own speech (frames where nobody else talks) is
+   embedded by 3D-Speaker's CAM++ (zh-en) in chunks of ``chunk_s`` (80-bin Kaldi fbank,
+   mean-normalised, from kaldi-native-fbank).
+3. **Clustering** of the chunks into the call's two voices (:func:`cluster`). Chunks, not the
+   local speakers: segmentation-3.0 often hears two similar voices in one window as one local
+   speaker, and a 1.5 s chunk is short enough to be one voice. A local speaker is the voice
+   most of its chunks are, and two local speakers of one window are never the same voice; one
+   too short to embed (a backchannel 嗯, 对) is the window's *other* voice.
 4. **Reconstruction.** Each frame's voices are the average over the windows that saw it, and
    the call's speaker turns are the runs of each voice (two at once where they overlap).
 
