@@ -84,7 +84,8 @@ def tally(prefix: str, results, scorecard, reference: dict | None = None) -> tup
     With ``reference`` ((call_id, item_id) -> outcome of the script run), each wrong outcome
     gets a cause: ``analytics`` (the script run is wrong too), ``mono`` (a one-channel call:
     its roles came from the speaker model, speechqa/roles.py), ``roles`` (a stereo call whose
-    agent channel was detected wrongly) or ``asr`` (the words whisper wrote: dropped or misheard speech, issue 10)."""
+    agent channel was detected wrongly) or ``asr`` (the words whisper wrote: dropped or
+    misheard speech, issue 10)."""
     items = [i.id for i in scorecard.items]
     auto_items = {i.id for i in scorecard.items if i.auto_fail}
     counts: dict[str, list[int]] = {i: [0, 0, 0, 0, 0] for i in items}  # tp fp fn agree labelled
