@@ -41,7 +41,7 @@ from speechqa.audio import (
 )
 from speechqa.calls import ChannelTranscript, Role, Segment, Transcript, Turn, Word
 from speechqa.config import AsrSettings, ChannelSettings, GuardSettings, TurnSettings, whisper_languages
-from speechqa.diarize import SpeakerTurn, speaker_at
+from speechqa.diarize import SpeakerTurn, speaker_at, voice_table
 from speechqa.errors import ModelError
 from speechqa.files import private_dir, write_text_atomic
 from speechqa.lexicon import LEXICON_LANGUAGES, Lexicon, apply_corrections, find_corrections
@@ -682,6 +682,7 @@ def _channel_runs(ch: ChannelTranscript, gap_s: float, max_s: float,
     words: list[Word] = []
     segments: list[Segment] = []
     voice = -1
+    table = voice_table(speakers)  # built once: every word asks it
 
     def flush() -> None:
         if words:
@@ -692,11 +693,11 @@ def _channel_runs(ch: ChannelTranscript, gap_s: float, max_s: float,
     for seg in ch.segments:
         if not seg.words:  # no alignment for this segment: keep it whole
             flush()
-            voice = speaker_at(speakers, seg.start, seg.end) if speakers else -1
+            voice = speaker_at(table, seg.start, seg.end) if speakers else -1
             runs.append(_Run(ch.channel, (), (seg,), seg.text, voice))
             continue
         for w in seg.words:
-            said_by = speaker_at(speakers, w.start, w.end) if speakers else -1
+            said_by = speaker_at(table, w.start, w.end) if speakers else -1
             if words and (w.start - words[-1].end >= gap_s or w.end - words[0].start > max_s
                           or said_by != voice):
                 flush()

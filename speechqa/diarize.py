@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from speechqa.errors import ModelError, SpeechQAError
+from speechqa.errors import ModelError
 from speechqa.files import write_text_atomic
 from speechqa.models import SpeakerModelInfo, read_speaker_models
 
@@ -44,7 +44,7 @@ FRAME_FIELD = 721  # samples one frame sees
 FRAMES = (WINDOW - FRAME_FIELD) // FRAME_STEP  # 589, as the model gives
 # segmentation-3.0's seven classes: nobody, one of three local speakers, or two of them at once
 POWERSET = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=bool)
-FORMAT = 3  # of the cached diarisation
+FORMAT = 4  # of the cached diarisation
 BRIDGE_S = 0.5  # a voice's pause this short, with nobody else in it, stays inside its turn
 
 
@@ -66,7 +66,7 @@ class Diarization:
     similarity: float  # cosine between the two voices: near 1, one voice split in two
     seconds: float  # what diarisation cost
     model: str  # the speaker models' sha256
-    n_embeddings: int = 0
+    n_chunks: int = 0  # embedded chunks the voices were clustered from
 
     @property
     def n_speakers(self) -> int:
@@ -366,21 +366,30 @@ def diarise(pieces: Iterable[tuple[float, np.ndarray]], models: SpeakerModels, *
     return diariser.finish()
 
 
-def speaker_at(turns: Sequence[SpeakerTurn], start: float, end: float) -> int:
-    """The voice that talks most in [start, end]; the nearest one when none does (-1: no turns)."""
-    best, most = -1, 0.0
-    talk: dict[int, float] = {}
-    for t in turns:
-        if t.end <= start or t.start >= end:
-            continue
-        talk[t.speaker] = talk.get(t.speaker, 0.0) + min(t.end, end) - max(t.start, start)
-    for speaker, seconds in talk.items():
-        if seconds > most:
-            best, most = speaker, seconds
-    if best >= 0 or not turns:
-        return best
+def voice_table(turns: Sequence[SpeakerTurn]) -> np.ndarray:
+    """The speaker turns as an (n, 3) array of start, end and voice, for :func:`speaker_at`."""
+    return np.array([(t.start, t.end, t.speaker) for t in turns], float).reshape(-1, 3)
+
+
+def speaker_at(turns: Sequence[SpeakerTurn] | np.ndarray, start: float, end: float) -> int:
+    """The voice that talks most in [start, end]; the nearest one when none does (-1: no turns).
+    ``turns``: the speaker turns, or their :func:`voice_table` (asked once per word: build it once)."""
+    table = turns if isinstance(turns, np.ndarray) else voice_table(turns)
+    if not len(table):
+        return -1
+    talk = np.minimum(table[:, 1], end) - np.maximum(table[:, 0], start)
+    voices = table[:, 2].astype(int)
+    if (talk > 0).any():
+        per_voice = np.bincount(voices, weights=np.maximum(talk, 0.0))
+        tied = np.flatnonzero(per_voice >= per_voice.max() - 1e-9)
+        if len(tied) == 1:
+            return int(tied[0])
+        # inside both voices at once: the one that was already talking
+        return int(min((t for t in table if t[2] in tied and min(t[1], end) > max(t[0], start)),
+                       key=lambda t: t[0])[2])
     middle = (start + end) / 2
-    return min(turns, key=lambda t: max(t.start - middle, middle - t.end, 0.0)).speaker
+    distance = np.maximum(np.maximum(table[:, 0] - middle, middle - table[:, 1]), 0.0)
+    return int(voices[distance.argmin()])
 
 
 # -- the cache: a call's diarisation beside its transcript -----------------------------------
@@ -411,10 +420,6 @@ def load_cached(cache_dir: Path, key: str) -> Diarization | None:
 
 
 def check_models(path: str) -> SpeakerModelInfo:
-    """The speaker models, checked before any call (a run that needs them stops here)."""
-    try:
-        return load_models(path).info
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise SpeechQAError(f"{path}: {exc}") from exc
+    """The speaker models, loaded before any call (a run that needs them and lacks them stops
+    here with the install command, not on every call)."""
+    return load_models(path).info

@@ -163,8 +163,9 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
         timings["hash"] = time.perf_counter() - t0
         heard_by = ctx.model.sha256 if ctx.model is not None else transcriber_name(ctx.transcriber)
         mixed = ctx.settings.speakers.mixed_stereo  # stereo heard as one mixed channel
-        key = asr.cache_key(sha + (":mixed" if mixed else ""), heard_by, ctx.compute_type, ctx.settings.asr)
-        speakers_key = _speakers_key(sha, ctx)
+        listened = sha + (":mixed" if mixed else "")  # what is heard: the file, or its mix
+        key = asr.cache_key(listened, heard_by, ctx.compute_type, ctx.settings.asr)
+        speakers_key = _speakers_key(listened, ctx)
         voiceprint = ctx.voiceprint(rec.meta_dict.get("agent_id", "").strip())
         heard_as = speakers_key + (_digest(voiceprint) if voiceprint and speakers_key else "")
         part_key = parts.analysis_key(key + heard_as, rec, ctx.settings_key)
@@ -218,12 +219,9 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
                              ctx.settings.guards, ctx.lexicon, direction, voices.turns if voices else None)
         decision = roles.RoleDecision("channels" if transcript.n_channels > 1 else "none")
         if voices is not None:
-            decision = roles.decide(
-                turns, voices.n_speakers, asr.agent_cues(), roles.scorecard_cues(ctx.scorecard),
-                inbound=direction.strip().lower() != "outbound", centroids=voices.centroids,
-                voiceprint=voiceprint,
-                same_voice=ctx.settings.speakers.same_voice, similarity=voices.similarity,
-                diarise_s=voices.seconds)
+            decision = roles.decide(turns, voices, asr.agent_cues(), roles.scorecard_cues(ctx.scorecard),
+                                    inbound=direction.strip().lower() != "outbound", voiceprint=voiceprint,
+                                    same_voice=ctx.settings.speakers.same_voice)
             turns = roles.apply(turns, decision, rec.call_id)
         timings["turns"] = time.perf_counter() - t0
     except Exception as exc:
@@ -249,13 +247,12 @@ def process_recording(rec: Recording, ctx: Context) -> CallResult | Failure:
     return _keep(rec, ctx, part_key, outcome)
 
 
-def _speakers_key(sha: str, ctx: Context) -> str:
-    """The diarisation cache key of a call (empty: no diarisation in this run)."""
+def _speakers_key(listened: str, ctx: Context) -> str:
+    """The diarisation cache key of what was heard (empty: no diarisation in this run)."""
     if ctx.speakers is None:
         return ""
     sp = ctx.settings.speakers
-    return diarize.cache_key(sha + (":mixed" if sp.mixed_stereo else ""), ctx.speakers.sha256, sp.step_s,
-                             sp.min_embed_s, sp.chunk_s)
+    return diarize.cache_key(listened, ctx.speakers.sha256, sp.step_s, sp.min_embed_s, sp.chunk_s)
 
 
 def _digest(vector: Sequence[float]) -> str:
@@ -380,8 +377,7 @@ def analyse_turns(
         if levels is not None:
             spoken = None
             if voices is not None and decision is not None and decision.agent_speaker >= 0:
-                spoken = [(v.start, v.end, "agent" if v.speaker == decision.agent_speaker else "customer")
-                          for v in voices.turns]
+                spoken = [(v.start, v.end, decision.role_of(v.speaker)) for v in voices.turns]
             turns, call_metrics, metric_events = metrics.analyse(
                 turns, None, audio.MODEL_RATE, duration_s, settings.metrics, muted=muted, levels=levels,
                 voices=spoken)
@@ -634,7 +630,7 @@ class _Night:
             self._lock = history.lock_night(self.db, self.night, str(out), settings.batch.shard)
         self._pending: list[CallResult] = []
         self.speakers = settings.speakers
-        self.voices_model = ""  # the speaker models' sha256, when this night enrols voices (enrol_from)
+        self.voices_model = ""  # the speaker models' sha256, when this night enrols voices (voiceprints)
         self.fresh: set[str] = set()  # calls transcribed (or, imported, analysed) by this run
         self.stage_totals: dict[str, float] = {}
 

@@ -36,7 +36,8 @@ import numpy as np
 
 from speechqa.asr import AgentCues, agent_script_score, convert_script
 from speechqa.calls import Role, Turn
-from speechqa.compliance.schema import Phrases, Scorecard
+from speechqa.compliance.schema import Phrases, Scorecard, walk
+from speechqa.diarize import Diarization
 
 SCRIPT_CAP = 6.0
 FIRST_POINTS = 1.0
@@ -55,9 +56,14 @@ class RoleDecision:
     confidence: float | None = None  # that the roles are right; None for channel roles
     evidence: tuple[tuple[str, float], ...] = ()  # points for voice 0 being the agent
     similarity: float | None = None  # cosine between the two voices
-    diarise_s: float = 0.0
     agent_voice: tuple[float, ...] = ()  # the agent's centroid, for enrolment
     voice_match: float | None = None  # cosine of the agent's voice with its enrolled voiceprint
+
+    def role_of(self, speaker: int) -> Role:
+        """The role of a diarised call's voice (unknown: no voice, or no decision)."""
+        if speaker < 0 or self.agent_speaker < 0:
+            return "unknown"
+        return "agent" if speaker == self.agent_speaker else "customer"
 
     def uncertain(self, min_confidence: float) -> bool:
         return self.confidence is not None and self.confidence < min_confidence
@@ -68,22 +74,9 @@ def scorecard_cues(scorecard: Scorecard | None) -> re.Pattern[str] | None:
     """The scorecard's agent-scoped phrase wordings (three characters or more) as one regex."""
     if scorecard is None:
         return None
-    found: set[str] = set()
-
-    def walk(node: object) -> None:
-        if isinstance(node, Phrases):
-            if node.scope.role == "agent":
-                found.update(w for group in node.groups for w in group if len(w) >= MIN_SCORECARD_WORDING)
-            return
-        if dataclasses.is_dataclass(node):
-            for f in dataclasses.fields(node):
-                value = getattr(node, f.name)
-                for part in value if isinstance(value, tuple) else (value,):
-                    if dataclasses.is_dataclass(part):
-                        walk(part)
-
-    for item in scorecard.items:
-        walk(item.passes)
+    found = {w for item in scorecard.items for c in walk(item.passes)
+             if isinstance(c, Phrases) and c.scope.role == "agent"
+             for group in c.groups for w in group if len(w) >= MIN_SCORECARD_WORDING}
     if not found:
         return None
     return re.compile("|".join(re.escape(w) for w in sorted(found, key=lambda w: (-len(w), w))))
@@ -93,61 +86,50 @@ def _logistic(points: float) -> float:
     return 1.0 / (1.0 + math.exp(-points))
 
 
-def decide(turns: Sequence[Turn], n_speakers: int, cues: AgentCues, scorecard: re.Pattern[str] | None,
-           *, inbound: bool, centroids: Sequence[Sequence[float]] = (),
-           voiceprint: Sequence[float] | None = None, same_voice: float = 0.9,
-           similarity: float | None = None, diarise_s: float = 0.0) -> RoleDecision:
-    """Roles of a diarised call's voices (``turns`` carry ``speaker``; text as heard)."""
-    if n_speakers == 0:
-        return RoleDecision("diarised", -1, 0.0, (), similarity, diarise_s)
-    texts = ["", ""]
-    for t in turns:
-        if 0 <= t.speaker < 2:
-            texts[t.speaker] += convert_script(t.text, "simplified")
+def decide(turns: Sequence[Turn], voices: Diarization, cues: AgentCues, scorecard: re.Pattern[str] | None,
+           *, inbound: bool, voiceprint: Sequence[float] | None = None,
+           same_voice: float = 0.9) -> RoleDecision:
+    """Roles of a diarised call's ``voices`` (``turns`` carry ``speaker``; text as heard)."""
+    if voices.n_speakers == 0:
+        return RoleDecision("diarised", -1, 0.0, (), voices.similarity)
+    spoken = [t for t in turns if t.speaker in (0, 1) and t.text.strip()]
+    plain = [convert_script(t.text, "simplified") for t in spoken]  # what the cue files are written in
+    texts = ["".join(x for t, x in zip(spoken, plain, strict=True) if t.speaker == g) for g in (0, 1)]
     evidence: list[tuple[str, float]] = []
     script = [agent_script_score(x, cues) + (len(scorecard.findall(x)) if scorecard else 0) for x in texts]
     evidence.append(("script", max(-SCRIPT_CAP, min(SCRIPT_CAP, 0.5 * (script[0] - script[1])))))
-    spoken = [t for t in turns if t.speaker in (0, 1) and t.text.strip()]
     if inbound and spoken:
         evidence.append(("first", FIRST_POINTS if spoken[0].speaker == 0 else -FIRST_POINTS))
     if cues.questions is not None and cues.answers is not None:
         pairs = 0
-        for a, b in zip(spoken, spoken[1:], strict=False):
-            if a.speaker != b.speaker and cues.questions.search(convert_script(a.text, "simplified")) \
-                    and cues.answers.search(convert_script(b.text, "simplified")):
-                pairs += 1 if a.speaker == 0 else -1
+        for i in range(len(spoken) - 1):
+            if spoken[i].speaker != spoken[i + 1].speaker and cues.questions.search(plain[i]) \
+                    and cues.answers.search(plain[i + 1]):
+                pairs += 1 if spoken[i].speaker == 0 else -1
         evidence.append(("pairs", max(-PAIRS_CAP, min(PAIRS_CAP, float(pairs)))))
-    match = None
+    centroids = voices.centroids
     if voiceprint is not None and len(centroids) == 2:
         v = np.asarray(voiceprint, float)
-        sims = [float(np.asarray(c) @ v) for c in centroids]
-        points = VOICE_POINTS * (sims[0] - sims[1]) / 0.1
-        evidence.append(("voice", max(-VOICE_CAP, min(VOICE_CAP, points))))
+        margin = float(np.asarray(centroids[0]) @ v) - float(np.asarray(centroids[1]) @ v)
+        evidence.append(("voice", max(-VOICE_CAP, min(VOICE_CAP, VOICE_POINTS * margin / 0.1))))
     total = sum(p for _, p in evidence)
-    agent = 0 if total >= 0 else 1
-    if n_speakers < 2:
-        agent = 0
+    agent = 0 if total >= 0 or voices.n_speakers < 2 else 1
     confidence = _logistic(abs(total))
-    if n_speakers < 2 or (similarity is not None and similarity >= same_voice):
+    if voices.n_speakers < 2 or voices.similarity >= same_voice:
         confidence = min(confidence, 0.5)  # one voice: no split of roles can be trusted
-    if voiceprint is not None and len(centroids) > agent:
+    match = None
+    if voiceprint is not None:
         match = round(float(np.asarray(centroids[agent]) @ np.asarray(voiceprint, float)), 4)
-    agent_voice = tuple(centroids[agent]) if len(centroids) > agent else ()
     return RoleDecision("diarised", agent, round(confidence, 4), tuple((k, round(v, 3)) for k, v in evidence),
-                        similarity, diarise_s, agent_voice, match)
+                        voices.similarity, tuple(centroids[agent]), match)
 
 
 def apply(turns: Sequence[Turn], decision: RoleDecision, call_id: str) -> tuple[Turn, ...]:
     """The turns with their voices' roles, numbered per role again (c0042-agent-0007)."""
-    def role(speaker: int) -> Role:
-        if speaker < 0 or decision.agent_speaker < 0:
-            return "unknown"
-        return "agent" if speaker == decision.agent_speaker else "customer"
-
     counters: dict[str, int] = {}
     out = []
     for t in turns:
-        r = role(t.speaker)
+        r = decision.role_of(t.speaker)
         counters[r] = index = counters.get(r, 0) + 1
         out.append(dataclasses.replace(t, role=r, turn_id=f"{call_id}-{r}-{index:04d}"))
     return tuple(out)

@@ -47,6 +47,11 @@ def _voices_turns(*lines):
                  for i, (sp, s, e, text) in enumerate(lines))
 
 
+def _voices(centroids=((1.0, 0.0), (0.0, 1.0)), similarity=0.3):
+    """A diarisation's voices, without its turns (the tests give the Whisper turns)."""
+    return diarize.Diarization((), tuple(centroids), similarity, 0.0, "test")
+
+
 CALL = (
     (1, 0.5, 3.0, "您好，欢迎致电远航租车，工号3021，请问有什么可以帮您？"),
     (0, 3.5, 8.0, "我上周在你们这租的车，押金到现在还没退。"),
@@ -58,8 +63,7 @@ CALL = (
 
 def test_the_script_the_opening_and_question_answer_pairs_make_the_agent():
     cues = roles.scorecard_cues(load_scorecard())
-    decision = roles.decide(_voices_turns(*CALL), 2, asr.load_agent_cues(), cues, inbound=True,
-                            centroids=[(1.0, 0.0), (0.0, 1.0)], similarity=0.3)
+    decision = roles.decide(_voices_turns(*CALL), _voices(), asr.load_agent_cues(), cues, inbound=True)
     assert decision.agent_speaker == 1 and decision.confidence > 0.95
     evidence = dict(decision.evidence)
     assert evidence["script"] < 0 and evidence["first"] < 0 and evidence["pairs"] < 0  # all for voice 1
@@ -70,27 +74,28 @@ def test_the_script_the_opening_and_question_answer_pairs_make_the_agent():
 
 def test_an_outbound_call_does_not_count_who_spoke_first():
     lines = ((0, 0.5, 1.0, "喂？"), (1, 1.5, 4.0, "你好，我是快递员，你的包裹到了。"))
-    decision = roles.decide(_voices_turns(*lines), 2, asr.load_agent_cues(), None, inbound=False)
+    decision = roles.decide(_voices_turns(*lines), _voices(), asr.load_agent_cues(), None, inbound=False)
     assert "first" not in dict(decision.evidence)
 
 
 def test_no_evidence_is_an_uncertain_guess_not_a_sure_one():
     lines = ((0, 0.5, 2.0, "喂。"), (1, 2.5, 4.0, "嗯。"), (0, 4.5, 6.0, "行。"))
-    decision = roles.decide(_voices_turns(*lines), 2, asr.load_agent_cues(), None, inbound=False)
+    decision = roles.decide(_voices_turns(*lines), _voices(), asr.load_agent_cues(), None, inbound=False)
     assert decision.confidence == pytest.approx(0.5) and decision.uncertain(0.8)
 
 
 def test_the_enrolled_voice_decides_a_call_whose_words_say_nothing():
     lines = ((0, 0.5, 2.0, "喂。"), (1, 2.5, 4.0, "嗯，说吧。"), (0, 4.5, 6.0, "行。"))
     agent_voice = np.array([0.3, 0.954])
-    decision = roles.decide(_voices_turns(*lines), 2, asr.load_agent_cues(), None, inbound=False,
-                            centroids=[(0.0, 1.0), (1.0, 0.0)], voiceprint=agent_voice)
+    decision = roles.decide(_voices_turns(*lines), _voices(((0.0, 1.0), (1.0, 0.0))), asr.load_agent_cues(),
+                            None, inbound=False, voiceprint=agent_voice)
     assert decision.agent_speaker == 0 and decision.confidence > 0.9
     assert decision.voice_match == pytest.approx(0.954)
 
 
 def test_one_voice_split_in_two_is_never_sure():
-    decision = roles.decide(_voices_turns(*CALL), 2, asr.load_agent_cues(), None, inbound=True, similarity=0.95)
+    decision = roles.decide(_voices_turns(*CALL), _voices(similarity=0.95), asr.load_agent_cues(), None,
+                            inbound=True)
     assert decision.confidence <= 0.5
 
 

@@ -172,21 +172,15 @@ Condition = Phrases | Similar | Regex | Before | EventCond | Context | Metric | 
 def uses_roles(cond: Condition) -> bool:
     """Whether ``cond`` needs to know who is the agent: a scope or event of one role, or a
     metric of one role (talk_ratio_agent, n_interruptions_agent …)."""
+    return any(_one_role(c) for c in walk(cond))
+
+
+def _one_role(cond: Condition) -> bool:
     if isinstance(cond, Phrases | Similar | Regex):
         return cond.scope.role in ("agent", "customer")
     if isinstance(cond, EventCond):
         return cond.role in ("agent", "customer")
-    if isinstance(cond, Metric):
-        return "agent" in cond.name or "customer" in cond.name
-    if isinstance(cond, Before):
-        return uses_roles(cond.first) or uses_roles(cond.then)
-    if isinstance(cond, Context):
-        return uses_roles(cond.each) or uses_roles(cond.has)
-    if isinstance(cond, All | Any_):
-        return any(uses_roles(p) for p in cond.parts)
-    if isinstance(cond, Not):
-        return uses_roles(cond.part)
-    return False
+    return isinstance(cond, Metric) and ("agent" in cond.name or "customer" in cond.name)
 
 
 @dataclass(frozen=True)
